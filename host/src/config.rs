@@ -1,0 +1,337 @@
+//! The `hostd.toml` schema and its validation (`hostd check`).
+//!
+//! Every table denies unknown keys, so a typo is an error that names the key instead of
+//! a setting silently ignored.
+
+use crate::units::{de_duration, de_size};
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP ingest listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest request body ingest accepts (413 above it).
+    #[serde(default = "default_body_limit", deserialize_with = "de_size")]
+    pub body_limit: u64,
+    /// Where hostd keeps its state (the dead-letter file for now).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Accept requests without a token. Only allowed on a loopback listener with a
+    /// single tenant; the quickstart sets it when no token is given.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            body_limit: default_body_limit(),
+            data_dir: default_data_dir(),
+            allow_unauthenticated: false,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    "127.0.0.1:8787".parse().expect("valid default address")
+}
+fn default_body_limit() -> u64 {
+    1 << 20
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("hostd-data")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    /// Name of the environment variable holding the tenant's bearer token.
+    pub token_env: Option<String>,
+    /// File holding the tenant's bearer token (trailing whitespace ignored).
+    pub token_file: Option<PathBuf>,
+    /// Path of the policy component (`.wasm`).
+    pub policy: PathBuf,
+    /// Passed to the policy's `configure` as JSON.
+    #[serde(default)]
+    pub policy_config: Option<toml::Table>,
+    #[serde(default)]
+    pub on_policy_error: OnPolicyError,
+    #[serde(default)]
+    pub limits: PolicyLimits,
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// A token given directly on the command line (quickstart); never read from the
+    /// config text, so no secret sits in a config file.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+/// What happens to an event whose policy faults. Never "deliver it unshaped".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnPolicyError {
+    #[default]
+    DeadLetter,
+    Drop,
+}
+
+/// Per-tenant sandbox limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyLimits {
+    /// Wall-clock budget of one `evaluate`, enforced by epoch interruption.
+    #[serde(default = "default_deadline", deserialize_with = "de_duration")]
+    pub deadline: Duration,
+    /// Cap on the guest's linear memory.
+    #[serde(default = "default_memory", deserialize_with = "de_size")]
+    pub memory: u64,
+    /// Most deliveries one decision may contain.
+    #[serde(default = "default_max_deliveries")]
+    pub max_deliveries: usize,
+    /// Most payload bytes one decision may contain, all deliveries together.
+    #[serde(default = "default_max_output", deserialize_with = "de_size")]
+    pub max_output: u64,
+}
+
+impl Default for PolicyLimits {
+    fn default() -> Self {
+        PolicyLimits {
+            deadline: default_deadline(),
+            memory: default_memory(),
+            max_deliveries: default_max_deliveries(),
+            max_output: default_max_output(),
+        }
+    }
+}
+
+fn default_deadline() -> Duration {
+    Duration::from_millis(20)
+}
+fn default_memory() -> u64 {
+    32 << 20
+}
+fn default_max_deliveries() -> usize {
+    16
+}
+fn default_max_output() -> u64 {
+    1 << 20
+}
+
+/// Where deliveries go. The `type` key picks the transport.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RouteConfig {
+    /// JSON Lines, one line per delivery.
+    File { path: PathBuf },
+    /// JSON Lines on standard output.
+    Stdout {},
+}
+
+/// What `hostd --plugin PATH` needs to run without a config file.
+pub struct Quickstart {
+    pub plugin: PathBuf,
+    pub listen: SocketAddr,
+    pub out: Option<PathBuf>,
+    pub token: Option<String>,
+    pub policy_config: Option<toml::Table>,
+    pub data_dir: PathBuf,
+}
+
+impl Config {
+    /// One tenant `default` with one route `default` (stdout, or a file with `--out`).
+    /// Without a token, only a loopback listener may accept unauthenticated requests.
+    pub fn quickstart(q: Quickstart) -> crate::Result<Config> {
+        let route = match q.out {
+            Some(path) => RouteConfig::File { path },
+            None => RouteConfig::Stdout {},
+        };
+        let allow_unauthenticated = q.token.is_none();
+        if allow_unauthenticated && !q.listen.ip().is_loopback() {
+            bail!("--listen {}: without --token (or HOSTD_TOKEN) hostd only listens on a loopback address", q.listen);
+        }
+        let config = Config {
+            server: ServerConfig {
+                listen: q.listen,
+                data_dir: q.data_dir,
+                allow_unauthenticated,
+                ..ServerConfig::default()
+            },
+            tenants: vec![TenantConfig {
+                id: "default".into(),
+                token_env: None,
+                token_file: None,
+                policy: q.plugin,
+                policy_config: q.policy_config,
+                on_policy_error: OnPolicyError::default(),
+                limits: PolicyLimits::default(),
+                routes: BTreeMap::from([("default".to_string(), route)]),
+                token: q.token,
+            }],
+        };
+        config.validate_shape()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a config file. Unknown keys and wrong types are errors naming
+    /// the key and its line.
+    pub fn load(path: &Path) -> crate::Result<Config> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            // One line: the file, the line number and toml's own message (which names the key).
+            let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+            match line {
+                Some(n) => anyhow::anyhow!("{} line {n}: {}", path.display(), e.message()),
+                None => anyhow::anyhow!("{}: {}", path.display(), e.message()),
+            }
+        })?;
+        config.validate_shape()?;
+        Ok(config)
+    }
+
+    /// Checks that need more than one key at a time. Does not touch the filesystem or
+    /// the environment; `hostd check` does that.
+    pub fn validate_shape(&self) -> crate::Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for t in &self.tenants {
+            if t.id.is_empty() {
+                bail!("tenants: a tenant has an empty `id`");
+            }
+            if !seen.insert(t.id.as_str()) {
+                bail!("tenants: tenant id `{}` appears twice", t.id);
+            }
+            if t.token_env.is_some() && t.token_file.is_some() {
+                bail!("tenant `{}`: set one of `token_env` and `token_file`, not both", t.id);
+            }
+            if t.token_env.is_none()
+                && t.token_file.is_none()
+                && t.token.is_none()
+                && !self.server.allow_unauthenticated
+            {
+                bail!("tenant `{}`: needs `token_env` or `token_file`", t.id);
+            }
+            if t.routes.is_empty() {
+                bail!("tenant `{}`: has no `routes`; a policy can only deliver to configured routes", t.id);
+            }
+            if t.limits.max_deliveries == 0 {
+                bail!("tenant `{}`: `limits.max_deliveries` must be at least 1", t.id);
+            }
+        }
+        if self.server.allow_unauthenticated {
+            if !self.server.listen.ip().is_loopback() {
+                bail!("server.allow_unauthenticated: only allowed on a loopback listener, not {}", self.server.listen);
+            }
+            if self.tenants.len() != 1 {
+                bail!("server.allow_unauthenticated: needs exactly one tenant, found {}", self.tenants.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// The policy config of a tenant as the JSON text handed to `configure`.
+    pub fn policy_config_json(tenant: &TenantConfig) -> String {
+        match &tenant.policy_config {
+            Some(table) => serde_json::to_string(table).expect("a TOML table is valid JSON"),
+            None => "{}".to_string(),
+        }
+    }
+}
+
+impl TenantConfig {
+    /// Reads the tenant's token from its env var or file. `Ok(None)` when neither is
+    /// configured (unauthenticated quickstart).
+    pub fn read_token(&self) -> crate::Result<Option<String>> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.clone()));
+        }
+        if let Some(var) = &self.token_env {
+            let token = std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("tenant `{}`: token_env `{}` is not set", self.id, var))?;
+            if token.is_empty() {
+                bail!("tenant `{}`: token_env `{}` is empty", self.id, var);
+            }
+            return Ok(Some(token));
+        }
+        if let Some(path) = &self.token_file {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("tenant `{}`: cannot read token_file {}", self.id, path.display()))?;
+            let token = token.trim_end().to_string();
+            if token.is_empty() {
+                bail!("tenant `{}`: token_file {} is empty", self.id, path.display());
+            }
+            return Ok(Some(token));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str::<Config>(text).map_err(|e| e.to_string())
+    }
+
+    const MINIMAL: &str = r#"
+        [[tenants]]
+        id = "acme"
+        token_env = "ACME_TOKEN"
+        policy = "p.wasm"
+        policy_config = { patterns = { ticket = "TCK-\\d+" } }
+        [tenants.limits]
+        deadline = "5ms"
+        memory = "16MiB"
+        [tenants.routes.default]
+        type = "file"
+        path = "out.jsonl"
+    "#;
+
+    #[test]
+    fn parses_a_tenant_with_routes_and_limits() {
+        let c = parse(MINIMAL).unwrap();
+        c.validate_shape().unwrap();
+        let t = &c.tenants[0];
+        assert_eq!(t.limits.deadline, Duration::from_millis(5));
+        assert_eq!(t.limits.memory, 16 << 20);
+        assert_eq!(t.limits.max_deliveries, 16);
+        assert!(matches!(t.routes["default"], RouteConfig::File { .. }));
+        assert_eq!(Config::policy_config_json(t), r#"{"patterns":{"ticket":"TCK-\\d+"}}"#);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = parse(&MINIMAL.replace("policy = ", "polcy = ")).unwrap_err();
+        assert!(e.contains("polcy"), "{e}");
+        let e = parse(&MINIMAL.replace("path = ", "pth = ")).unwrap_err();
+        assert!(e.contains("pth"), "{e}");
+        let e = parse(&MINIMAL.replace("type = \"file\"", "type = \"carrier-pigeon\"")).unwrap_err();
+        assert!(e.contains("carrier-pigeon"), "{e}");
+        let e = parse(&format!("[server]\nlisten_on = \"x\"\n{MINIMAL}")).unwrap_err();
+        assert!(e.contains("listen_on"), "{e}");
+    }
+
+    #[test]
+    fn shape_errors_name_the_tenant() {
+        let c = parse(&MINIMAL.replace("token_env = \"ACME_TOKEN\"", "")).unwrap();
+        assert!(c.validate_shape().unwrap_err().to_string().contains("`acme`: needs `token_env`"));
+    }
+}

@@ -1,0 +1,341 @@
+//! The wire event and its validation. Field names follow the LangChain callback /
+//! `astream_events` v2 shape. Every error names the event (index, and line for NDJSON)
+//! and the field.
+
+use crate::policy::PolicyEvent;
+use serde_json::value::RawValue;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+/// An event that passed validation.
+#[derive(Debug, Clone)]
+pub struct AcceptedEvent {
+    /// The record handed to the policy.
+    pub event: PolicyEvent,
+    pub idempotency_key: String,
+    /// The event exactly as received, kept for dead letters and replay.
+    pub raw: Box<RawValue>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON object, or an array of them.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// A body that cannot be accepted; the message names the event and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidEvent {
+    pub message: String,
+    /// The event names a tenant other than the token's: a 403, not a 400.
+    pub wrong_tenant: bool,
+}
+
+impl InvalidEvent {
+    fn new(message: String) -> Self {
+        InvalidEvent { message, wrong_tenant: false }
+    }
+}
+
+/// An event-level error before it is placed in the batch.
+pub struct EventError {
+    message: String,
+    wrong_tenant: bool,
+}
+
+impl EventError {
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<String> for EventError {
+    fn from(message: String) -> Self {
+        EventError { message, wrong_tenant: false }
+    }
+}
+
+impl From<&str> for EventError {
+    fn from(message: &str) -> Self {
+        EventError { message: message.to_string(), wrong_tenant: false }
+    }
+}
+
+/// Parses and validates a whole body. Any bad event rejects the whole batch.
+pub fn parse_body(body: &[u8], format: BodyFormat, tenant: &str) -> Result<Vec<AcceptedEvent>, InvalidEvent> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| InvalidEvent::new(format!("body is not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
+    match format {
+        BodyFormat::Json => parse_json(text, tenant),
+        BodyFormat::Ndjson => parse_ndjson(text, tenant),
+    }
+}
+
+fn parse_json(text: &str, tenant: &str) -> Result<Vec<AcceptedEvent>, InvalidEvent> {
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        return Err(InvalidEvent::new("body is empty; send an event object, an array of events, or NDJSON".into()));
+    }
+    let malformed = |e: serde_json::Error| {
+        InvalidEvent::new(format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+    };
+    if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).map_err(malformed)?;
+        if items.is_empty() {
+            return Err(InvalidEvent::new("the array holds no events".into()));
+        }
+        items.iter().enumerate().map(|(i, raw)| parse_event(raw, tenant).map_err(|e| at(i, None, e))).collect()
+    } else {
+        let raw: &RawValue = serde_json::from_str(text).map_err(malformed)?;
+        Ok(vec![parse_event(raw, tenant).map_err(|e| at(0, None, e))?])
+    }
+}
+
+fn parse_ndjson(text: &str, tenant: &str) -> Result<Vec<AcceptedEvent>, InvalidEvent> {
+    let mut events = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let index = events.len();
+        let raw: &RawValue = serde_json::from_str(line)
+            .map_err(|e| at(index, Some(n + 1), format!("malformed JSON at column {}: {e}", e.column()).into()))?;
+        events.push(parse_event(raw, tenant).map_err(|e| at(index, Some(n + 1), e))?);
+    }
+    if events.is_empty() {
+        return Err(InvalidEvent::new("the NDJSON body holds no events".into()));
+    }
+    Ok(events)
+}
+
+fn at(index: usize, line: Option<usize>, e: EventError) -> InvalidEvent {
+    let message = match line {
+        Some(line) => format!("event {index} (line {line}): {}", e.message),
+        None => format!("event {index}: {}", e.message),
+    };
+    InvalidEvent { message, wrong_tenant: e.wrong_tenant }
+}
+
+/// Validates one event object. The error names the field.
+pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventError> {
+    let fields: HashMap<String, &RawValue> =
+        serde_json::from_str(raw.get()).map_err(|_| format!("must be a JSON object, got {}", type_name_of_raw(raw)))?;
+    let get = |name: &str| -> Result<Option<Value>, String> {
+        match fields.get(name) {
+            None => Ok(None),
+            Some(r) => {
+                let v: Value = serde_json::from_str(r.get()).map_err(|e| format!("field `{name}`: {e}"))?;
+                Ok(if v.is_null() { None } else { Some(v) })
+            }
+        }
+    };
+    let string = |name: &str| -> Result<Option<String>, String> {
+        match get(name)? {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("field `{name}` must be a string, got {}", type_name(&other))),
+        }
+    };
+    let required = |name: &str| -> Result<String, String> {
+        match string(name)? {
+            Some(s) if !s.is_empty() => Ok(s),
+            Some(_) => Err(format!("field `{name}` must not be empty")),
+            None => Err(format!("missing required field `{name}`")),
+        }
+    };
+
+    let kind = required("event")?;
+    let run_id = required("run_id")?;
+    if let Some(claimed) = string("tenant")? {
+        if claimed != tenant {
+            return Err(EventError {
+                message: format!("field `tenant` is `{claimed}` but the token belongs to tenant `{tenant}`"),
+                wrong_tenant: true,
+            });
+        }
+    }
+    let parent_ids: Vec<String> = match get("parent_ids")? {
+        None => vec![],
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(format!("field `parent_ids` must hold strings, got {}", type_name(&other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!("field `parent_ids` must be an array of strings, got {}", type_name(&other)).into())
+        }
+    };
+    let root_run_id = string("root_run_id")?.or_else(|| parent_ids.first().cloned()).unwrap_or_else(|| run_id.clone());
+    let parent_run_id = string("parent_run_id")?.or_else(|| parent_ids.last().cloned());
+    let step = match get("step")? {
+        None => 0,
+        Some(v) => {
+            v.as_u64().ok_or_else(|| format!("field `step` must be a non-negative integer, got {}", describe(&v)))?
+        }
+    };
+    let tags: Vec<String> = match get("tags")? {
+        None => vec![],
+        Some(Value::Array(items)) => items
+            .into_iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s),
+                other => Err(format!("field `tags` must hold strings, got {}", type_name(&other))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!("field `tags` must be an array of strings, got {}", type_name(&other)).into())
+        }
+    };
+    let metadata = match fields.get("metadata").map(|r| r.get()) {
+        None | Some("null") => "{}".to_string(),
+        Some(text) if text.trim_start().starts_with('{') => text.to_string(),
+        Some(_) => {
+            return Err(format!(
+                "field `metadata` must be an object, got {}",
+                type_name(&get("metadata")?.unwrap_or(Value::Null))
+            )
+            .into())
+        }
+    };
+    let data = fields.get("data").map(|r| r.get().to_string()).unwrap_or_else(|| "null".to_string());
+    let name = string("name")?.unwrap_or_default();
+    let timestamp_ms = match get("ts")? {
+        None => crate::delivery::dead_letter::now_ms(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .ok_or_else(|| format!("field `ts` must be milliseconds since the epoch, got {n}"))?,
+        Some(Value::String(s)) => humantime::parse_rfc3339_weak(&s)
+            .map_err(|e| format!("field `ts` is not an RFC 3339 time (`{s}`): {e}"))?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .map_err(|_| format!("field `ts` is before 1970: `{s}`"))?,
+        Some(other) => {
+            return Err(
+                format!("field `ts` must be a number (ms) or an RFC 3339 string, got {}", type_name(&other)).into()
+            )
+        }
+    };
+    let idempotency_key = match string("idempotency_key")? {
+        Some(k) if k.is_empty() => return Err("field `idempotency_key` must not be empty".into()),
+        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY => {
+            return Err(
+                format!("field `idempotency_key` is {} bytes, the limit is {MAX_IDEMPOTENCY_KEY}", k.len()).into()
+            )
+        }
+        Some(k) => k,
+        None => format!("{root_run_id}:{kind}:{step}"),
+    };
+    Ok(AcceptedEvent {
+        event: PolicyEvent {
+            tenant: tenant.to_string(),
+            kind,
+            name,
+            run_id,
+            root_run_id,
+            parent_run_id,
+            step,
+            tags,
+            metadata,
+            data,
+            timestamp_ms,
+        },
+        idempotency_key,
+        raw: raw.to_owned(),
+    })
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Number(n) => format!("{n}"),
+        other => type_name(other).to_string(),
+    }
+}
+
+fn type_name_of_raw(raw: &RawValue) -> &'static str {
+    serde_json::from_str::<Value>(raw.get()).map(|v| type_name(&v)).unwrap_or("invalid JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(body: &str) -> Result<Vec<AcceptedEvent>, InvalidEvent> {
+        parse_body(body.as_bytes(), BodyFormat::Json, "acme")
+    }
+
+    #[test]
+    fn fills_defaults_from_the_langchain_shape() {
+        let evs =
+            json(r#"{"event":"on_tool_end","run_id":"r2","parent_ids":["root","r1"],"step":3,"data":{"output":"x"}}"#)
+                .unwrap();
+        let e = &evs[0];
+        assert_eq!(e.event.root_run_id, "root");
+        assert_eq!(e.event.parent_run_id.as_deref(), Some("r1"));
+        assert_eq!(e.idempotency_key, "root:on_tool_end:3");
+        assert_eq!(e.event.data, r#"{"output":"x"}"#);
+        assert_eq!(e.event.metadata, "{}");
+        assert_eq!(e.event.tenant, "acme");
+    }
+
+    #[test]
+    fn accepts_arrays_and_ndjson() {
+        assert_eq!(json(r#"[{"event":"a","run_id":"1"},{"event":"b","run_id":"2"}]"#).unwrap().len(), 2);
+        let nd = "{\"event\":\"a\",\"run_id\":\"1\"}\n\n{\"event\":\"b\",\"run_id\":\"2\",\"ts\":\"2026-01-01T00:00:00Z\"}\n";
+        let evs = parse_body(nd.as_bytes(), BodyFormat::Ndjson, "acme").unwrap();
+        assert_eq!(evs[1].event.timestamp_ms, 1_767_225_600_000);
+    }
+
+    #[test]
+    fn errors_name_the_event_and_field() {
+        let cases = [
+            (r#"{"run_id":"1"}"#, "event 0: missing required field `event`"),
+            (
+                r#"[{"event":"a","run_id":"1"},{"event":"a","run_id":5}]"#,
+                "event 1: field `run_id` must be a string, got a number",
+            ),
+            (
+                r#"{"event":"a","run_id":"1","metadata":[1]}"#,
+                "event 0: field `metadata` must be an object, got an array",
+            ),
+            (r#"{"event":"a","run_id":"1","step":-1}"#, "event 0: field `step` must be a non-negative integer, got -1"),
+            (
+                r#"{"event":"a","run_id":"1","tenant":"globex"}"#,
+                "event 0: field `tenant` is `globex` but the token belongs to tenant `acme`",
+            ),
+            (r#"[1]"#, "event 0: must be a JSON object, got a number"),
+            ("[]", "the array holds no events"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(json(body).unwrap_err().message, want, "body {body}");
+        }
+        assert!(json("{\"event\":").unwrap_err().message.starts_with("malformed JSON at line 1"));
+        assert!(json(r#"{"event":"a","run_id":"1","tenant":"globex"}"#).unwrap_err().wrong_tenant);
+    }
+
+    #[test]
+    fn ndjson_errors_name_the_line() {
+        let nd = "{\"event\":\"a\",\"run_id\":\"1\"}\n{\"event\":\"a\",\"run_id\":\"2\"}\n{oops\n";
+        let e = parse_body(nd.as_bytes(), BodyFormat::Ndjson, "acme").unwrap_err();
+        assert!(e.message.starts_with("event 2 (line 3): malformed JSON"), "{e}");
+    }
+}

@@ -1,0 +1,132 @@
+//! The ingest stage: HTTP routes, tenant auth, body limits and event validation.
+//! Accepted events go to the next stage through [`crate::App::accept`].
+
+pub mod auth;
+pub mod event;
+
+pub use event::{AcceptedEvent, BodyFormat};
+
+use crate::app::App;
+use auth::AuthError;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+/// A JSON error answer: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+    }
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; events go to POST /v1/events")
+}
+
+/// The body format named by `Content-Type`.
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(BodyFormat::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonlines" => {
+            Ok(BodyFormat::Ndjson)
+        }
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!(
+                "Content-Type `{}` is not accepted; send application/json (an event or an array) or application/x-ndjson",
+                if value.is_empty() { "(none)" } else { value }
+            ),
+        )),
+    }
+}
+
+/// Past the limit, how much more of a body is read and discarded so the client gets
+/// a clean 413 instead of a connection reset, as a multiple of the limit.
+const DRAIN_FACTOR: u64 = 4;
+
+/// Reads the body up to the limit; 413 past it.
+pub async fn read_body(mut body: Body, headers: &HeaderMap, limit: u64) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body exceeds the limit of {limit} bytes (server.body_limit)"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit) as usize);
+    let mut seen: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen += data.len() as u64;
+        if seen > limit.saturating_mul(DRAIN_FACTOR + 1) {
+            break;
+        }
+        if seen <= limit {
+            buf.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        return Err(too_large());
+    }
+    Ok(buf.freeze())
+}
+
+#[tracing::instrument(skip_all)]
+async fn post_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let tenant = app.tokens().authenticate(headers.get(header::AUTHORIZATION))?;
+    let format = body_format(&headers)?;
+    let bytes = read_body(body, &headers, app.body_limit()).await?;
+    let tenant_id = app.tenant(tenant).id.clone();
+    let events = event::parse_body(&bytes, format, &tenant_id).map_err(|e| match e.wrong_tenant {
+        true => ApiError::new(StatusCode::FORBIDDEN, "wrong_tenant", e.message),
+        false => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.message),
+    })?;
+    let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
+    app.accept(tenant, events).await;
+    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": keys.len(), "idempotency_keys": keys}))).into_response())
+}

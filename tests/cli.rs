@@ -1,0 +1,97 @@
+//! `hostd check` and `hostd policy test`, as a user runs them.
+
+use hostd_e2e::*;
+use std::process::Command;
+
+fn hostd(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(hostd_bin());
+    cmd.args(args).current_dir(repo_root()).env_remove("HOSTD_TOKEN");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run hostd");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn check(config: &str, envs: &[(&str, &str)]) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hostd.toml");
+    std::fs::write(&path, config.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
+    let (ok, out, _) = hostd(&["check", "--config", path.to_str().unwrap()], envs);
+    (ok, out)
+}
+
+fn tenant(policy: &str, token_env: &str) -> String {
+    format!(
+        "[[tenants]]\nid = \"acme\"\ntoken_env = \"{token_env}\"\npolicy = \"{policy}\"\n[tenants.routes.default]\ntype = \"file\"\npath = \"{{dir}}/out.jsonl\"\n"
+    )
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let (ok, out) = check(&tenant(plugin("redact_pii").to_str().unwrap(), "T"), &[("T", "x")]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("ok: "), "{out}");
+}
+
+#[test]
+fn check_names_each_problem_on_one_line() {
+    let good = plugin("redact_pii");
+    let good = good.to_str().unwrap();
+    let cases = [
+        (tenant(good, "T").replace("policy =", "polcy ="), "unknown field `polcy`"),
+        (tenant("/nonexistent/policy.wasm", "T"), "tenant `acme`: policy /nonexistent/policy.wasm: file not found"),
+        (tenant(plugin("hostile_wrong_world").to_str().unwrap(), "T"), "does not export `evaluate`"),
+        (tenant(good, "HOSTD_TEST_UNSET_VAR"), "tenant `acme`: token_env `HOSTD_TEST_UNSET_VAR` is not set"),
+    ];
+    for (config, want) in cases {
+        let (ok, out) = check(&config, &[("T", "x")]);
+        assert!(!ok, "should fail: {config}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 1, "one line per problem: {out}");
+        assert!(lines[0].starts_with("error: ") && lines[0].contains(want), "`{out}` should contain `{want}`");
+    }
+}
+
+#[test]
+fn check_rejects_a_policy_whose_configure_fails() {
+    let config = format!(
+        "[[tenants]]\nid = \"acme\"\ntoken_env = \"T\"\npolicy = \"{}\"\npolicy_config = {{ patterns = {{ bad = \"(\" }} }}\n[tenants.routes.default]\ntype = \"stdout\"\n",
+        plugin("redact_pii").display()
+    );
+    let (ok, out) = check(&config, &[("T", "x")]);
+    assert!(!ok);
+    assert!(out.contains("configure failed: policy_config.patterns.bad"), "{out}");
+}
+
+#[test]
+fn policy_test_matches_the_golden_file() {
+    let fixtures = repo_root().join("tests/fixtures/policy-test");
+    let (ok, out, err) = hostd(
+        &[
+            "policy",
+            "test",
+            "--plugin",
+            plugin("redact_pii").to_str().unwrap(),
+            "--events",
+            fixtures.join("events.jsonl").to_str().unwrap(),
+            "--policy-config",
+            r#"{"patterns": {"ticket": "TCK-\\d{4}"}}"#,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    let golden_path = fixtures.join("redact-pii.expected.jsonl");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, &out).unwrap();
+    }
+    let golden = std::fs::read_to_string(&golden_path).expect("golden file (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(out, golden, "hostd policy test output changed; if intended, rerun with UPDATE_GOLDEN=1");
+}
+
+#[test]
+fn version_prints() {
+    let (ok, out, _) = hostd(&["--version"], &[]);
+    assert!(ok);
+    assert!(out.starts_with("hostd "), "{out}");
+}

@@ -1,0 +1,168 @@
+//! Hostile guests: each fault is contained, the event is dead-lettered with its reason,
+//! hostd keeps serving, and a second tenant in the same process is unaffected.
+
+use hostd_e2e::*;
+use std::time::Duration;
+
+const EVIL: &str = "evil-token";
+const GOOD: &str = "good-token";
+
+/// hostd with tenant `evil` running `guest` (with `limits`) and tenant `good` running
+/// pass-through, both writing to files in the temp dir.
+fn start(guest: &str, limits: &str) -> Hostd {
+    let config = format!(
+        r#"
+[server]
+data_dir = "{{dir}}/data"
+
+[[tenants]]
+id = "evil"
+token_env = "EVIL_TOKEN"
+policy = "{evil}"
+[tenants.limits]
+{limits}
+[tenants.routes.default]
+type = "file"
+path = "{{dir}}/evil.jsonl"
+
+[[tenants]]
+id = "good"
+token_env = "GOOD_TOKEN"
+policy = "{good}"
+[tenants.routes.default]
+type = "file"
+path = "{{dir}}/good.jsonl"
+"#,
+        evil = plugin(guest).display(),
+        good = plugin("pass_through").display(),
+    );
+    Hostd::with_config(&config, &[("EVIL_TOKEN", EVIL), ("GOOD_TOKEN", GOOD)])
+}
+
+fn dead_letters(h: &Hostd) -> Vec<Value> {
+    read_jsonl(&h.path("data/dead-letter.jsonl"))
+}
+
+/// Posts one event as `evil` and one as `good`; checks the good one was delivered and
+/// hostd still answers. Returns the dead letters.
+fn provoke(h: &mut Hostd, name: &str) -> Vec<Value> {
+    let ev = json!({"event": "on_tool_end", "name": name, "run_id": "r-evil", "step": 1, "data": {"output": "x"}});
+    let (status, body) = h.post_json(Some(EVIL), &ev);
+    assert_eq!(status, 202, "a policy fault is not the client's fault: {body}");
+    let (status, _) = h.post_json(Some(GOOD), &tool_end("g", "g", 1, json!({"output": "fine"})));
+    assert_eq!(status, 202);
+    assert!(h.is_running() && h.healthy(), "hostd must keep serving; stderr:\n{}", h.stderr());
+    let good = read_jsonl(&h.path("good.jsonl"));
+    assert!(good.iter().any(|l| l["payload"]["data"]["output"] == "fine"), "second tenant unaffected: {good:?}");
+    let delivered = read_jsonl(&h.path("evil.jsonl"));
+    assert!(
+        delivered.iter().all(|l| l["idempotency_key"] != "r-evil:on_tool_end:1"),
+        "nothing of a faulting call is delivered: {delivered:?}"
+    );
+    dead_letters(h)
+}
+
+fn assert_letter(letter: &Value, reason: &str) {
+    assert_eq!(letter["reason"], reason, "{letter}");
+    assert_eq!(letter["tenant"], "evil");
+    assert_eq!(letter["idempotency_key"], "r-evil:on_tool_end:1");
+    assert_eq!(letter["event"]["run_id"], "r-evil", "the original event is kept");
+    let err = letter["error"].as_str().unwrap();
+    assert!(err.starts_with("tenant `evil`, policy "), "the error names tenant and version: {err}");
+    assert_eq!(letter["policy_version"].as_str().unwrap().len(), 12);
+}
+
+#[test]
+fn infinite_loop_hits_the_deadline() {
+    let mut h = start("hostile_deadline_loop", r#"deadline = "50ms""#);
+    let letters = provoke(&mut h, "spin");
+    assert_eq!(letters.len(), 1);
+    assert_letter(&letters[0], "deadline");
+    let elapsed_us = letters[0]["policy_elapsed_us"].as_u64().unwrap();
+    assert!(elapsed_us >= 50_000, "stopped no earlier than the deadline: {elapsed_us} µs");
+    assert!(elapsed_us < 100_000, "stopped within 2× the deadline: {elapsed_us} µs");
+    // The next call gets a fresh instance and is stopped the same way.
+    let letters = provoke(&mut h, "spin again");
+    assert_eq!(letters.len(), 2);
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    let mut h = start("hostile_memory_bomb", r#"memory = "8MiB""#);
+    let letters = provoke(&mut h, "bomb");
+    assert_eq!(letters.len(), 1);
+    assert_letter(&letters[0], "memory");
+    assert!(letters[0]["error"].as_str().unwrap().contains("8388608"), "{}", letters[0]);
+}
+
+#[test]
+fn trap_dead_letters_and_the_next_event_gets_a_fresh_instance() {
+    let mut h = start("hostile_trap_once", "");
+    let ok = |h: &Hostd, run: &str, step: u64| {
+        let ev = json!({"event": "on_tool_end", "name": "fine", "run_id": run, "step": step});
+        assert_eq!(h.post_json(Some(EVIL), &ev).0, 202);
+    };
+    ok(&h, "a", 1);
+    ok(&h, "b", 1);
+    let letters = provoke(&mut h, "boom");
+    assert_eq!(letters.len(), 1);
+    assert_letter(&letters[0], "trap");
+    ok(&h, "c", 1);
+    let served: Vec<u64> = read_jsonl(&h.path("evil.jsonl"))
+        .iter()
+        .map(|l| l["payload"]["served_by_instance"].as_u64().unwrap())
+        .collect();
+    assert_eq!(served, vec![1, 2, 1], "after the trap a fresh instance serves");
+}
+
+#[test]
+fn unknown_route_is_dead_lettered() {
+    let mut h = start("hostile_unknown_route", "");
+    let letters = provoke(&mut h, "anything");
+    assert_letter(&letters[0], "unknown_route");
+    assert!(letters[0]["error"].as_str().unwrap().contains("route `nowhere`"));
+}
+
+#[test]
+fn oversize_output_is_dead_lettered() {
+    let mut h = start("hostile_oversize", "");
+    let letters = provoke(&mut h, "big");
+    assert_letter(&letters[0], "oversize_output");
+    // 17 deliveries against the default limit of 16.
+    let ev = json!({"event": "on_tool_end", "name": "many", "run_id": "r-evil", "step": 1});
+    assert_eq!(h.post_json(Some(EVIL), &ev).0, 202);
+    let letters = dead_letters(&h);
+    assert_eq!(letters[1]["reason"], "too_many_deliveries");
+}
+
+#[test]
+fn garbage_payload_is_dead_lettered() {
+    let mut h = start("hostile_garbage_json", "");
+    let letters = provoke(&mut h, "junk");
+    assert_letter(&letters[0], "malformed_payload");
+}
+
+#[test]
+fn on_policy_error_drop_drops_without_a_dead_letter() {
+    let config = format!(
+        r#"
+[server]
+data_dir = "{{dir}}/data"
+[[tenants]]
+id = "evil"
+token_env = "EVIL_TOKEN"
+policy = "{}"
+on_policy_error = "drop"
+[tenants.routes.default]
+type = "file"
+path = "{{dir}}/evil.jsonl"
+"#,
+        plugin("hostile_garbage_json").display()
+    );
+    let h = Hostd::with_config(&config, &[("EVIL_TOKEN", EVIL)]);
+    assert_eq!(h.post_json(Some(EVIL), &tool_end("r", "r", 0, json!(null))).0, 202);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(dead_letters(&h).is_empty());
+    assert!(read_jsonl(&h.path("evil.jsonl")).is_empty(), "never delivered unshaped");
+    assert!(h.stderr().contains("dropped after policy fault"));
+}

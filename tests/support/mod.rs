@@ -1,0 +1,177 @@
+//! Shared helpers for the end-to-end tests: start the real `hostd` binary on a free
+//! loopback port, find the built plugins, post events, read what was delivered.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The `hostd` binary built by `cargo build` (which `make test` runs first).
+pub fn hostd_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("HOSTD_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root().join("target"));
+    let bin = target.join("debug").join("hostd");
+    assert!(bin.exists(), "{} is missing: run `make test` (it builds the binary first)", bin.display());
+    bin
+}
+
+/// A plugin built by `make plugins`, by crate file name (`redact_pii`, `hostile_memory_bomb`).
+pub fn plugin(name: &str) -> PathBuf {
+    let p = repo_root().join("plugins/target/wasm32-wasip2/release").join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} is missing: run `make plugins`", p.display());
+    p
+}
+
+/// A running hostd, killed on drop.
+pub struct Hostd {
+    child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Hostd {
+    /// Starts `hostd ARGS --listen 127.0.0.1:0` and waits until it listens.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Hostd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir, args, envs)
+    }
+
+    /// Writes `config` (TOML; `{dir}` is replaced with the temp dir) and starts hostd on it.
+    pub fn with_config(config: &str, envs: &[(&str, &str)]) -> Hostd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = config.replace("{dir}", dir.path().to_str().expect("utf-8 temp path"));
+        let path = dir.path().join("hostd.toml");
+        std::fs::write(&path, text).expect("write config");
+        let path = path.to_str().expect("utf-8").to_string();
+        Self::start_in(dir, &["--config", &path], envs)
+    }
+
+    fn start_in(dir: tempfile::TempDir, args: &[&str], envs: &[(&str, &str)]) -> Hostd {
+        let mut cmd = Command::new(hostd_bin());
+        cmd.args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("HOSTD_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hostd");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = BufReader::new(child.stderr.take().expect("stderr"));
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in reader.lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                    let _ = tx.send(addr);
+                }
+                let mut l = log.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        // Keep stdout drained so a stdout sink never blocks.
+        let stdout = child.stdout.take().expect("stdout");
+        let out_path = dir.path().join("stdout.jsonl");
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(out_path).expect("stdout capture");
+            let _ = std::io::copy(&mut BufReader::new(stdout), &mut file);
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("hostd did not start listening; stderr:\n{}", stderr.lock().unwrap());
+            }
+        };
+        Hostd { child, url: format!("http://{addr}"), dir, stderr }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// POSTs `body` to `/v1/events`; returns the status and the JSON answer.
+    pub fn post(&self, token: Option<&str>, content_type: &str, body: impl Into<Vec<u8>>) -> (u16, Value) {
+        let client = reqwest::blocking::Client::new();
+        let mut req =
+            client.post(format!("{}/v1/events", self.url)).header("content-type", content_type).body(body.into());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().expect("request to hostd");
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub fn post_json(&self, token: Option<&str>, body: &Value) -> (u16, Value) {
+        self.post(token, "application/json", body.to_string())
+    }
+
+    pub fn healthy(&self) -> bool {
+        reqwest::blocking::get(format!("{}/healthz", self.url)).map(|r| r.status().is_success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Hostd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON lines of a file (empty when it does not exist yet).
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line in {}: {e}: {l}", path.display())))
+        .collect()
+}
+
+/// Polls `read_jsonl(path)` until it has at least `n` lines or `timeout` passes.
+pub fn wait_for_lines(path: &Path, n: usize, timeout: Duration) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let lines = read_jsonl(path);
+        if lines.len() >= n || start.elapsed() > timeout {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An `on_tool_end` event for run `run` of root `root` at `step`.
+pub fn tool_end(root: &str, run: &str, step: u64, data: Value) -> Value {
+    json!({"event": "on_tool_end", "name": "lookup", "run_id": run, "root_run_id": root, "parent_run_id": root, "step": step, "data": data})
+}
+
+/// Events as an NDJSON body.
+pub fn ndjson(events: &[Value]) -> String {
+    events.iter().map(|e| format!("{e}\n")).collect()
+}
