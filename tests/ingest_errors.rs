@@ -136,8 +136,9 @@ fn every_bad_request_is_named_and_nothing_is_delivered() {
     // And a good batch still goes through, each tenant to its own route.
     assert_eq!(h.post_json(Some(ACME), &json!([ev(1), ev(2)])).0, 202);
     assert_eq!(h.post_json(Some(GLOBEX), &ev(3)).0, 202);
-    assert_eq!(read_jsonl(&h.path("acme.jsonl")).len(), 2);
-    let globex = read_jsonl(&h.path("globex.jsonl"));
+    let wait = std::time::Duration::from_secs(10);
+    assert_eq!(wait_for_lines(&h.path("acme.jsonl"), 2, wait).len(), 2);
+    let globex = wait_for_lines(&h.path("globex.jsonl"), 1, wait);
     assert_eq!(globex.len(), 1);
     assert_eq!(globex[0]["tenant"], "globex");
 }

@@ -36,6 +36,27 @@ pub struct ServerConfig {
     /// single tenant; the quickstart sets it when no token is given.
     #[serde(default)]
     pub allow_unauthenticated: bool,
+    /// Env var holding the admin API token (`Authorization: Bearer`); without it the
+    /// admin API answers only tenant tokens, each for its own entries.
+    pub admin_token_env: Option<String>,
+    /// How long a repeat of an accepted idempotency key is answered as a duplicate.
+    #[serde(default = "default_dedupe_window", deserialize_with = "de_duration")]
+    pub dedupe_window: Duration,
+    /// On SIGTERM / SIGINT, how long in-flight deliveries may finish.
+    #[serde(default = "default_drain_timeout", deserialize_with = "de_duration")]
+    pub drain_timeout: Duration,
+    /// `fsync`: a 202 means the batch is on disk (survives power loss);
+    /// `os`: handed to the OS (survives a crash of hostd, not of the machine).
+    #[serde(default)]
+    pub durability: Durability,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    #[default]
+    Fsync,
+    Os,
 }
 
 impl Default for ServerConfig {
@@ -45,8 +66,19 @@ impl Default for ServerConfig {
             body_limit: default_body_limit(),
             data_dir: default_data_dir(),
             allow_unauthenticated: false,
+            admin_token_env: None,
+            dedupe_window: default_dedupe_window(),
+            drain_timeout: default_drain_timeout(),
+            durability: Durability::default(),
         }
     }
+}
+
+fn default_dedupe_window() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_listen() -> SocketAddr {
@@ -135,14 +167,158 @@ fn default_max_output() -> u64 {
     1 << 20
 }
 
-/// Where deliveries go. The `type` key picks the transport.
+/// A route: where deliveries go (`type` picks the transport) and how they are
+/// retried, ordered and parallelised.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub kind: RouteKind,
+    pub delivery: DeliveryOptions,
+}
+
+impl RouteConfig {
+    pub fn new(kind: RouteKind) -> Self {
+        RouteConfig { kind, delivery: DeliveryOptions::default() }
+    }
+}
+
+/// The transport of a route and its own options.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum RouteConfig {
+pub enum RouteKind {
     /// JSON Lines, one line per delivery.
     File { path: PathBuf },
     /// JSON Lines on standard output.
     Stdout {},
+    /// Signed HTTP POST of the payload.
+    Webhook(WebhookConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Env var(s) holding the signing secret(s), `whsec_<base64>` or raw. Several
+    /// give several Standard Webhooks signatures (rotation); the first also signs
+    /// `X-Signature-256`.
+    #[serde(default)]
+    pub secret_env: OneOrMany<String>,
+    /// File(s) holding the signing secret(s).
+    #[serde(default)]
+    pub secret_file: OneOrMany<PathBuf>,
+    /// Send Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    #[serde(default = "yes")]
+    pub standard_webhooks: bool,
+    /// Send `X-Signature-256` and `Idempotency-Key`.
+    #[serde(default = "yes")]
+    pub x_signature: bool,
+    /// Extra static headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-request timeout.
+    #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// A value or a list of values.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Default for OneOrMany<T> {
+    fn default() -> Self {
+        OneOrMany::Many(Vec::new())
+    }
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// How a route delivers, whatever its transport.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryOptions {
+    /// Delays between attempts; after the last, the delivery is dead-lettered.
+    #[serde(default = "default_retry", deserialize_with = "de_durations")]
+    pub retry: Vec<Duration>,
+    /// Deliveries in flight at once on this route.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub ordering: Ordering,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        DeliveryOptions { retry: default_retry(), concurrency: default_concurrency(), ordering: Ordering::default() }
+    }
+}
+
+fn default_retry() -> Vec<Duration> {
+    vec![Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)]
+}
+fn default_concurrency() -> usize {
+    32
+}
+
+fn de_durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let items = Vec::<String>::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration like \"5s\": {e}")))
+        })
+        .collect()
+}
+
+/// Delivery order on a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ordering {
+    /// Deliveries proceed in parallel (fastest).
+    #[default]
+    Unordered,
+    /// Strictly in order per delivery key (one in flight per key); keys in parallel.
+    PerKey,
+}
+
+/// The keys of a route table that belong to [`DeliveryOptions`].
+const DELIVERY_KEYS: [&str; 3] = ["retry", "concurrency", "ordering"];
+
+impl<'de> Deserialize<'de> for RouteConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let mut common = toml::Table::new();
+        for key in DELIVERY_KEYS {
+            if let Some(v) = table.remove(key) {
+                common.insert(key.to_string(), v);
+            }
+        }
+        let delivery: DeliveryOptions =
+            common.try_into().map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
+        if delivery.concurrency == 0 {
+            return Err(D::Error::custom("`concurrency` must be at least 1"));
+        }
+        let kind: RouteKind = table.try_into().map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
+        Ok(RouteConfig { kind, delivery })
+    }
 }
 
 /// What `hostd --plugin PATH` needs to run without a config file.
@@ -159,10 +335,10 @@ impl Config {
     /// One tenant `default` with one route `default` (stdout, or a file with `--out`).
     /// Without a token, only a loopback listener may accept unauthenticated requests.
     pub fn quickstart(q: Quickstart) -> crate::Result<Config> {
-        let route = match q.out {
-            Some(path) => RouteConfig::File { path },
-            None => RouteConfig::Stdout {},
-        };
+        let route = RouteConfig::new(match q.out {
+            Some(path) => RouteKind::File { path },
+            None => RouteKind::Stdout {},
+        });
         let allow_unauthenticated = q.token.is_none();
         if allow_unauthenticated && !q.listen.ip().is_loopback() {
             bail!("--listen {}: without --token (or HOSTD_TOKEN) hostd only listens on a loopback address", q.listen);
@@ -313,7 +489,7 @@ mod tests {
         assert_eq!(t.limits.deadline, Duration::from_millis(5));
         assert_eq!(t.limits.memory, 16 << 20);
         assert_eq!(t.limits.max_deliveries, 16);
-        assert!(matches!(t.routes["default"], RouteConfig::File { .. }));
+        assert!(matches!(t.routes["default"].kind, RouteKind::File { .. }));
         assert_eq!(Config::policy_config_json(t), r#"{"patterns":{"ticket":"TCK-\\d+"}}"#);
     }
 
@@ -327,6 +503,24 @@ mod tests {
         assert!(e.contains("carrier-pigeon"), "{e}");
         let e = parse(&format!("[server]\nlisten_on = \"x\"\n{MINIMAL}")).unwrap_err();
         assert!(e.contains("listen_on"), "{e}");
+    }
+
+    #[test]
+    fn webhook_routes_with_delivery_options() {
+        let text = MINIMAL.replace(
+            "type = \"file\"\n        path = \"out.jsonl\"",
+            "type = \"webhook\"\n url = \"http://x\"\n secret_env = [\"A\", \"B\"]\n retry = [\"1s\", \"2m\"]\n ordering = \"per-key\"",
+        );
+        let c = parse(&text).unwrap();
+        let r = &c.tenants[0].routes["default"];
+        assert_eq!(r.delivery.retry, vec![Duration::from_secs(1), Duration::from_secs(120)]);
+        assert_eq!(r.delivery.ordering, Ordering::PerKey);
+        assert_eq!(r.delivery.concurrency, 32);
+        let RouteKind::Webhook(w) = &r.kind else { panic!("webhook") };
+        assert_eq!(w.secret_env.to_vec(), vec!["A", "B"]);
+        assert!(w.standard_webhooks && w.x_signature);
+        let e = parse(&text.replace("ordering", "orderin")).unwrap_err();
+        assert!(e.contains("orderin"), "{e}");
     }
 
     #[test]

@@ -1,22 +1,30 @@
 //! hostd: takes the events LangChain / LangGraph agents emit, runs each through the
 //! tenant's sandboxed Wasm policy, and delivers what the policy keeps.
 //!
-//! Data moves forward only: [`ingest`] → [`policy`] → [`delivery`] → [`sinks`].
+//! Data moves forward only: [`ingest`] → [`policy`] → [`spool`] → [`delivery`] → [`sinks`].
 //! [`app`] wires the stages together; `main.rs` only parses the command line.
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod api_error;
 pub mod app;
+pub mod check;
 pub mod config;
 pub mod delivery;
 pub mod ingest;
 pub mod policy;
 pub mod policy_test;
+pub mod server;
+pub mod signing;
 pub mod sinks;
+pub mod spool;
 pub mod telemetry;
 pub mod units;
 
-pub use app::{check, serve, App};
+pub use app::App;
+pub use check::check;
 pub use config::Config;
+pub use server::serve;
 
 /// Errors at the edges of the program (startup, configuration, CLI commands), each
 /// naming the failing part. Hot-path errors have their own types in their stages.

@@ -57,6 +57,84 @@ enum Command {
     /// Policy authoring tools.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// The dead-letter queue of a running hostd (through its admin API).
+    Dlq {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Args)]
+struct EndpointArgs {
+    /// The running hostd.
+    #[arg(long, global = true, env = "HOSTD_URL", default_value = "http://127.0.0.1:8787")]
+    url: String,
+    /// The admin token, or a tenant's token (which sees only that tenant's entries).
+    #[arg(long, global = true, env = "HOSTD_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+struct SelectionArgs {
+    /// Entry ids.
+    ids: Vec<i64>,
+    /// Every entry matching the filters instead of ids.
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
+    #[arg(long)]
+    tenant: Option<String>,
+    #[arg(long)]
+    route: Option<String>,
+    /// Dead-lettered within this long, like `1h`.
+    #[arg(long)]
+    since: Option<String>,
+}
+
+impl SelectionArgs {
+    fn into_selection(self) -> hostd::admin::cli::Selection {
+        hostd::admin::cli::Selection {
+            ids: self.ids,
+            all: self.all,
+            tenant: self.tenant,
+            route: self.route,
+            since: self.since,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One JSON line per entry.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// One entry in full.
+    Show { id: i64 },
+    /// Send entries again, as they were or through the tenant's current policy.
+    Replay {
+        #[command(flatten)]
+        selection: SelectionArgs,
+        /// Re-run the tenant's current policy on the original event (the fix when the policy was wrong).
+        #[arg(long, conflicts_with = "as_is", required_unless_present = "as_is")]
+        through_policy: bool,
+        /// Resend the last payload unchanged.
+        #[arg(long)]
+        as_is: bool,
+    },
+    /// Delete entries.
+    Purge {
+        #[command(flatten)]
+        selection: SelectionArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +168,7 @@ fn main() -> ExitCode {
         Some(Command::Policy(PolicyCommand::Test { plugin, events, policy_config })) => {
             hostd::policy_test::run(&plugin, &events, policy_config.as_deref(), &mut std::io::stdout().lock())
         }
+        Some(Command::Dlq { endpoint, command }) => dlq(endpoint, command),
         None => serve(cli.serve),
     };
     match result {
@@ -119,6 +198,29 @@ fn serve(args: ServeArgs) -> hostd::Result<()> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(hostd::serve(config))
+}
+
+fn dlq(endpoint: EndpointArgs, command: DlqCommand) -> hostd::Result<()> {
+    use hostd::admin::cli;
+    let token = endpoint.token.ok_or_else(|| {
+        anyhow::anyhow!("no token: pass --token or set HOSTD_ADMIN_TOKEN (the admin token or a tenant's)")
+    })?;
+    let ep = cli::Endpoint { url: endpoint.url, token };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut out = std::io::stdout().lock();
+    runtime.block_on(async {
+        match command {
+            DlqCommand::List { tenant, route, since, limit } => {
+                let sel = cli::Selection { tenant, route, since, ..Default::default() };
+                cli::list(&ep, &sel, limit, &mut out).await
+            }
+            DlqCommand::Show { id } => cli::show(&ep, id, &mut out).await,
+            DlqCommand::Replay { selection, through_policy, .. } => {
+                cli::replay(&ep, &selection.into_selection(), through_policy, &mut out).await
+            }
+            DlqCommand::Purge { selection } => cli::purge(&ep, &selection.into_selection(), &mut out).await,
+        }
+    })
 }
 
 fn parse_policy_config(text: &str) -> hostd::Result<toml::Table> {

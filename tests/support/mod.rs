@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests: start the real `hostd` binary on a free
 //! loopback port, find the built plugins, post events, read what was delivered.
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +39,8 @@ pub struct Hostd {
     pub url: String,
     pub dir: tempfile::TempDir,
     stderr: Arc<Mutex<String>>,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
 }
 
 impl Hostd {
@@ -57,49 +61,25 @@ impl Hostd {
     }
 
     fn start_in(dir: tempfile::TempDir, args: &[&str], envs: &[(&str, &str)]) -> Hostd {
-        let mut cmd = Command::new(hostd_bin());
-        cmd.args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .current_dir(dir.path())
-            .env("RUST_LOG", "info")
-            .env_remove("HOSTD_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn hostd");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let reader = BufReader::new(child.stderr.take().expect("stderr"));
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in reader.lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                }
-                let mut l = log.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        // Keep stdout drained so a stdout sink never blocks.
-        let stdout = child.stdout.take().expect("stdout");
-        let out_path = dir.path().join("stdout.jsonl");
-        std::thread::spawn(move || {
-            let mut file = std::fs::File::create(out_path).expect("stdout capture");
-            let _ = std::io::copy(&mut BufReader::new(stdout), &mut file);
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("hostd did not start listening; stderr:\n{}", stderr.lock().unwrap());
-            }
-        };
-        Hostd { child, url: format!("http://{addr}"), dir, stderr }
+        let (child, addr) = spawn(dir.path(), &args, &envs, "127.0.0.1:0", &stderr);
+        Hostd { child, url: format!("http://{addr}"), dir, stderr, args, envs }
+    }
+
+    /// Starts hostd again (after a crash or a stop) on the same data dir and address.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let addr = self.url.trim_start_matches("http://").to_string();
+        let (child, _) = spawn(self.dir.path(), &self.args, &self.envs, &addr, &self.stderr);
+        self.child = child;
+    }
+
+    /// Replaces the config file (same `{dir}` substitution); takes effect on restart.
+    pub fn rewrite_config(&self, config: &str) {
+        let text = config.replace("{dir}", self.dir.path().to_str().unwrap());
+        std::fs::write(self.dir.path().join("hostd.toml"), text).unwrap();
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -132,8 +112,97 @@ impl Hostd {
         self.post(token, "application/json", body.to_string())
     }
 
+    /// The DLQ entries the token may see, via the admin API.
+    pub fn dlq(&self, token: &str) -> Vec<Value> {
+        let resp = reqwest::blocking::Client::new()
+            .get(format!("{}/admin/v1/dlq", self.url))
+            .bearer_auth(token)
+            .send()
+            .expect("admin API");
+        assert!(resp.status().is_success(), "GET /admin/v1/dlq: {}", resp.status());
+        let v: Value = resp.json().unwrap();
+        v["entries"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls the DLQ until it has at least `n` entries.
+    pub fn wait_dlq(&self, token: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let entries = self.dlq(token);
+            if entries.len() >= n || start.elapsed() > timeout {
+                return entries;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns how long it took.
+    pub fn terminate(&mut self) -> Duration {
+        let start = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        start.elapsed()
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn healthy(&self) -> bool {
         reqwest::blocking::get(format!("{}/healthz", self.url)).map(|r| r.status().is_success()).unwrap_or(false)
+    }
+}
+
+/// Spawns hostd in `dir` and waits until it listens; returns it and its address.
+fn spawn(
+    dir: &Path,
+    args: &[String],
+    envs: &[(String, String)],
+    listen: &str,
+    log: &Arc<Mutex<String>>,
+) -> (Child, String) {
+    let mut cmd = Command::new(hostd_bin());
+    cmd.args(args)
+        .args(["--listen", listen])
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .env_remove("HOSTD_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn hostd");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = BufReader::new(child.stderr.take().expect("stderr"));
+    let stderr = log.clone();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                let _ = tx.send(addr);
+            }
+            let mut l = stderr.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    // Keep stdout drained so a stdout sink never blocks.
+    let stdout = child.stdout.take().expect("stdout");
+    let out_path = dir.join("stdout.jsonl");
+    std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(out_path).expect("stdout capture");
+        let _ = std::io::copy(&mut BufReader::new(stdout), &mut file);
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(addr) => (child, addr),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("hostd did not start listening; stderr:\n{}", log.lock().unwrap());
+        }
     }
 }
 

@@ -1,17 +1,25 @@
-//! The delivery stage: what a policy kept, on its way to a route's sink; and the
-//! dead-letter record for what could not be delivered.
+//! The delivery stage: per-route queues with their own concurrency, retry schedule and
+//! ordering; and the delivery record sinks receive.
 
-pub mod dead_letter;
+pub mod clock;
+pub mod retry;
+pub mod route_queue;
 
-pub use dead_letter::{DeadLetter, DeadLetterFile};
-
+use route_queue::{RouteContext, RouteQueue};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// One delivery to one route, as sinks receive it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
+    /// Its row in the spool.
+    #[serde(skip)]
+    pub id: i64,
     pub tenant: Arc<str>,
     pub route: String,
     pub idempotency_key: String,
@@ -24,6 +32,15 @@ pub struct Delivery {
     pub redactions: Vec<String>,
     /// The policy's JSON, embedded as JSON.
     pub payload: Box<RawValue>,
+    /// Attempts made so far.
+    #[serde(skip)]
+    pub attempts: u32,
+    /// When the next attempt is due (ms since the epoch).
+    #[serde(skip)]
+    pub next_attempt_ms: u64,
+    /// When it was accepted (ms since the epoch), for end-to-end latency.
+    #[serde(skip)]
+    pub created_ms: u64,
 }
 
 impl Delivery {
@@ -32,5 +49,79 @@ impl Delivery {
         let mut line = serde_json::to_string(self).expect("a delivery always serializes");
         line.push('\n');
         line
+    }
+}
+
+/// Every route queue of every tenant, and what a drain needs to know.
+pub struct Deliverer {
+    queues: HashMap<(Arc<str>, String), RouteQueue>,
+    in_flight: Arc<AtomicUsize>,
+    shutdown: CancellationToken,
+}
+
+impl Deliverer {
+    pub fn new() -> Self {
+        Deliverer {
+            queues: HashMap::new(),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Starts the queue of one route. Must run inside the Tokio runtime.
+    pub fn add_route(
+        &mut self,
+        tenant: Arc<str>,
+        route: String,
+        sink: Arc<dyn crate::sinks::Sink>,
+        options: &crate::config::DeliveryOptions,
+        spool: Arc<crate::spool::Spool>,
+    ) {
+        let queue = RouteQueue::start(RouteContext {
+            tenant: tenant.clone(),
+            route: route.clone(),
+            sink,
+            schedule: retry::RetrySchedule::new(options.retry.clone()),
+            ordering: options.ordering,
+            permits: Arc::new(tokio::sync::Semaphore::new(options.concurrency)),
+            spool,
+            in_flight: self.in_flight.clone(),
+            shutdown: self.shutdown.clone(),
+        });
+        self.queues.insert((tenant, route), queue);
+    }
+
+    /// Hands spooled deliveries to their routes. `Err` carries those whose route no
+    /// longer exists (a config change since they were spooled).
+    pub fn dispatch(&self, deliveries: Vec<Delivery>) -> Result<(), Vec<Delivery>> {
+        let mut orphans = Vec::new();
+        for d in deliveries {
+            match self.queues.get(&(d.tenant.clone(), d.route.clone())) {
+                Some(q) => q.push(d),
+                None => orphans.push(d),
+            }
+        }
+        if orphans.is_empty() {
+            Ok(())
+        } else {
+            Err(orphans)
+        }
+    }
+
+    /// Stops starting attempts and waits up to `timeout` for those in flight. What is
+    /// not delivered stays in the spool.
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.shutdown.cancel();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.in_flight.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for Deliverer {
+    fn default() -> Self {
+        Self::new()
     }
 }

@@ -208,7 +208,7 @@ pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventE
     let data = fields.get("data").map(|r| r.get().to_string()).unwrap_or_else(|| "null".to_string());
     let name = string("name")?.unwrap_or_default();
     let timestamp_ms = match get("ts")? {
-        None => crate::delivery::dead_letter::now_ms(),
+        None => crate::delivery::clock::now_ms(),
         Some(Value::Number(n)) => n
             .as_u64()
             .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))

@@ -6,36 +6,17 @@ pub mod event;
 
 pub use event::{AcceptedEvent, BodyFormat};
 
+pub use crate::api_error::ApiError;
 use crate::app::App;
 use auth::AuthError;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
-
-/// A JSON error answer: `{"error": {"code": ..., "message": ...}}`.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
-    }
-}
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
@@ -43,16 +24,9 @@ impl From<AuthError> for ApiError {
     }
 }
 
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/events", post(post_events))
-        .route("/healthz", get(healthz))
-        .fallback(not_found)
-        .with_state(app)
-}
-
-async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+/// The ingest routes; the state is given by [`crate::server::router`].
+pub fn router() -> Router<Arc<App>> {
+    Router::new().route("/v1/events", post(post_events)).fallback(not_found)
 }
 
 async fn not_found() -> ApiError {
@@ -118,6 +92,9 @@ pub async fn read_body(mut body: Body, headers: &HeaderMap, limit: u64) -> Resul
 
 #[tracing::instrument(skip_all)]
 async fn post_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if app.is_draining() {
+        return Err(ApiError::unavailable("hostd is shutting down; retry against the restarted instance"));
+    }
     let tenant = app.tokens().authenticate(headers.get(header::AUTHORIZATION))?;
     let format = body_format(&headers)?;
     let bytes = read_body(body, &headers, app.body_limit()).await?;
@@ -127,6 +104,13 @@ async fn post_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         false => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.message),
     })?;
     let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
-    app.accept(tenant, events).await;
-    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": keys.len(), "idempotency_keys": keys}))).into_response())
+    let accepted = app.accept(tenant, events).await.map_err(|e| {
+        tracing::error!("{e}");
+        ApiError::unavailable(format!("the spool could not store the batch, nothing was accepted: {}", e.message))
+    })?;
+    let duplicates = accepted.iter().filter(|a| a.duplicate).count();
+    let per_event: Vec<_> =
+        keys.iter().zip(&accepted).map(|(k, a)| json!({"idempotency_key": k, "duplicate": a.duplicate})).collect();
+    let body = json!({"accepted": keys.len(), "duplicates": duplicates, "idempotency_keys": keys, "events": per_event});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

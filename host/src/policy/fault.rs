@@ -15,8 +15,8 @@ pub struct PolicyError {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PolicyFault {
-    #[error("evaluate exceeded its deadline of {0:?}")]
-    Deadline(Duration),
+    #[error("evaluate exceeded its deadline of {limit:?} (stopped after {elapsed:?})")]
+    Deadline { limit: Duration, elapsed: Duration },
     #[error("guest memory exceeded the cap of {0} bytes")]
     Memory(u64),
     #[error("guest trapped: {0}")]
@@ -41,7 +41,7 @@ impl PolicyFault {
     /// A short, stable name for metrics and dead-letter reasons.
     pub fn kind(&self) -> &'static str {
         match self {
-            PolicyFault::Deadline(_) => "deadline",
+            PolicyFault::Deadline { .. } => "deadline",
             PolicyFault::Memory(_) => "memory",
             PolicyFault::Trap(_) => "trap",
             PolicyFault::Guest(_) => "guest_error",
@@ -59,7 +59,7 @@ impl PolicyFault {
     pub fn poisons_instance(&self) -> bool {
         matches!(
             self,
-            PolicyFault::Deadline(_) | PolicyFault::Memory(_) | PolicyFault::Trap(_) | PolicyFault::Configure(_)
+            PolicyFault::Deadline { .. } | PolicyFault::Memory(_) | PolicyFault::Trap(_) | PolicyFault::Configure(_)
         )
     }
 }

@@ -188,13 +188,16 @@ impl PolicyInstancePool {
             return PolicyFault::Memory(state.limiter.max_bytes);
         }
         match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => PolicyFault::Deadline(self.limits.deadline),
+            Some(Trap::Interrupt) => PolicyFault::Deadline { limit: self.limits.deadline, elapsed: Duration::ZERO },
             Some(trap) => PolicyFault::Trap(trap.to_string()),
             None => PolicyFault::Trap(one_line(&err.to_string())),
         }
     }
 
-    fn error(&self, fault: PolicyFault, started: Instant) -> PolicyError {
+    fn error(&self, mut fault: PolicyFault, started: Instant) -> PolicyError {
+        if let PolicyFault::Deadline { elapsed, .. } = &mut fault {
+            *elapsed = started.elapsed();
+        }
         PolicyError {
             tenant: self.tenant.to_string(),
             version: self.version.to_string(),

@@ -1,13 +1,13 @@
-//! JSON Lines to a file, one line per delivery; a batch is one write.
+//! JSON Lines to a file, one line per delivery.
 
-use super::{Sink, SinkError};
+use super::Sink;
+use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
 
 pub struct FileSink {
-    route: String,
     file: Mutex<std::fs::File>,
 }
 
@@ -22,18 +22,17 @@ impl FileSink {
             .append(true)
             .open(path)
             .map_err(|e| anyhow::anyhow!("route `{route}`: cannot open {}: {e}", path.display()))?;
-        Ok(FileSink { route: route.to_string(), file: Mutex::new(file) })
+        Ok(FileSink { file: Mutex::new(file) })
     }
 }
 
 #[async_trait::async_trait]
 impl Sink for FileSink {
-    async fn deliver(&self, batch: &[Delivery]) -> Result<(), SinkError> {
-        let buf: String = batch.iter().map(Delivery::to_json_line).collect();
-        self.file
-            .lock()
-            .expect("file sink lock")
-            .write_all(buf.as_bytes())
-            .map_err(|e| SinkError { route: self.route.clone(), message: format!("write failed: {e}") })
+    async fn send(&self, delivery: &Delivery) -> SendOutcome {
+        let line = delivery.to_json_line();
+        match self.file.lock().expect("file sink lock").write_all(line.as_bytes()) {
+            Ok(()) => SendOutcome::Delivered,
+            Err(e) => SendOutcome::Retry { status: None, error: format!("write failed: {e}"), retry_after: None },
+        }
     }
 }

@@ -1,29 +1,27 @@
-//! Sinks: where deliveries leave hostd. A sink knows nothing of policies.
+//! Sinks: where deliveries leave hostd. A sink knows nothing of policies or retries; it
+//! makes one attempt and classifies the result ([`SendOutcome`]).
 
 pub mod file;
 pub mod stdout;
+pub mod webhook;
 
-use crate::config::RouteConfig;
+use crate::config::{RouteConfig, RouteKind};
+use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
-#[error("route `{route}`: {message}")]
-pub struct SinkError {
-    pub route: String,
-    pub message: String,
-}
-
-/// The seam every transport implements: deliver a batch to one route, all or nothing.
+/// The seam every transport implements.
 #[async_trait::async_trait]
 pub trait Sink: Send + Sync {
-    async fn deliver(&self, batch: &[Delivery]) -> Result<(), SinkError>;
+    /// One attempt to deliver `delivery`.
+    async fn send(&self, delivery: &Delivery) -> SendOutcome;
 }
 
-/// Builds the sink a route's config names.
+/// Builds the sink a route's config names. Errors name the tenant's route and the part.
 pub fn build(route: &str, config: &RouteConfig) -> crate::Result<Arc<dyn Sink>> {
-    Ok(match config {
-        RouteConfig::File { path } => Arc::new(file::FileSink::open(route, path)?),
-        RouteConfig::Stdout {} => Arc::new(stdout::StdoutSink),
+    Ok(match &config.kind {
+        RouteKind::File { path } => Arc::new(file::FileSink::open(route, path)?),
+        RouteKind::Stdout {} => Arc::new(stdout::StdoutSink),
+        RouteKind::Webhook(w) => Arc::new(webhook::WebhookSink::new(route, w)?),
     })
 }

@@ -1,6 +1,7 @@
 //! JSON Lines on standard output, for development and the quickstart.
 
-use super::{Sink, SinkError};
+use super::Sink;
+use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
 use std::io::Write;
 
@@ -8,12 +9,12 @@ pub struct StdoutSink;
 
 #[async_trait::async_trait]
 impl Sink for StdoutSink {
-    async fn deliver(&self, batch: &[Delivery]) -> Result<(), SinkError> {
-        let buf: String = batch.iter().map(Delivery::to_json_line).collect();
+    async fn send(&self, delivery: &Delivery) -> SendOutcome {
+        let line = delivery.to_json_line();
         let mut out = std::io::stdout().lock();
-        out.write_all(buf.as_bytes()).and_then(|()| out.flush()).map_err(|e| SinkError {
-            route: batch.first().map(|d| d.route.clone()).unwrap_or_default(),
-            message: format!("stdout: {e}"),
-        })
+        match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => SendOutcome::Delivered,
+            Err(e) => SendOutcome::Retry { status: None, error: format!("stdout: {e}"), retry_after: None },
+        }
     }
 }

@@ -1,0 +1,116 @@
+//! `hostd dlq ...`: the admin API from the command line. It talks to the running daemon
+//! (replay through the policy needs the daemon's loaded policies), authenticating with
+//! the admin token or a tenant's token.
+
+use anyhow::{anyhow, bail};
+use serde_json::{json, Value};
+
+/// Where the daemon is and how to authenticate.
+pub struct Endpoint {
+    pub url: String,
+    pub token: String,
+}
+
+/// Which entries an operation applies to.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub ids: Vec<i64>,
+    pub all: bool,
+    pub tenant: Option<String>,
+    pub route: Option<String>,
+    pub since: Option<String>,
+}
+
+impl Selection {
+    fn body(&self) -> Value {
+        let mut v = json!({"ids": self.ids, "all": self.all});
+        for (k, val) in [("tenant", &self.tenant), ("route", &self.route), ("since", &self.since)] {
+            if let Some(val) = val {
+                v[k] = json!(val);
+            }
+        }
+        v
+    }
+}
+
+async fn call(ep: &Endpoint, method: reqwest::Method, path: &str, body: Option<Value>) -> crate::Result<Value> {
+    let client = reqwest::Client::new();
+    let url = format!("{}{path}", ep.url.trim_end_matches('/'));
+    let mut req = client.request(method, &url).bearer_auth(&ep.token);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.map_err(|e| anyhow!("cannot reach hostd at {}: {e}", ep.url))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if !status.is_success() {
+        let msg = value["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+        bail!("HTTP {}: {msg}", status.as_u16());
+    }
+    Ok(value)
+}
+
+/// One line per entry: the fields an operator scans for.
+pub async fn list(
+    ep: &Endpoint,
+    sel: &Selection,
+    limit: Option<usize>,
+    out: &mut dyn std::io::Write,
+) -> crate::Result<()> {
+    let mut query = Vec::new();
+    for (k, v) in [("tenant", &sel.tenant), ("route", &sel.route), ("since", &sel.since)] {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", urlencode(v)));
+        }
+    }
+    if let Some(l) = limit {
+        query.push(format!("limit={l}"));
+    }
+    let path =
+        if query.is_empty() { "/admin/v1/dlq".to_string() } else { format!("/admin/v1/dlq?{}", query.join("&")) };
+    let answer = call(ep, reqwest::Method::GET, &path, None).await?;
+    for e in answer["entries"].as_array().into_iter().flatten() {
+        let line = json!({
+            "id": e["id"], "tenant": e["tenant"], "route": e["route"], "idempotency_key": e["idempotency_key"],
+            "reason": e["reason"], "attempts": e["attempts"], "last_status": e["last_status"],
+            "last_error": e["last_error"], "dead_ms": e["dead_ms"],
+        });
+        writeln!(out, "{line}")?;
+    }
+    Ok(())
+}
+
+pub async fn show(ep: &Endpoint, id: i64, out: &mut dyn std::io::Write) -> crate::Result<()> {
+    let answer = call(ep, reqwest::Method::GET, &format!("/admin/v1/dlq/{id}"), None).await?;
+    writeln!(out, "{}", serde_json::to_string_pretty(&answer)?)?;
+    Ok(())
+}
+
+pub async fn replay(
+    ep: &Endpoint,
+    sel: &Selection,
+    through_policy: bool,
+    out: &mut dyn std::io::Write,
+) -> crate::Result<()> {
+    let mut body = sel.body();
+    body["mode"] = json!(if through_policy { "through-policy" } else { "as-is" });
+    let answer = call(ep, reqwest::Method::POST, "/admin/v1/dlq/replay", Some(body)).await?;
+    writeln!(out, "{answer}")?;
+    Ok(())
+}
+
+pub async fn purge(ep: &Endpoint, sel: &Selection, out: &mut dyn std::io::Write) -> crate::Result<()> {
+    let answer = call(ep, reqwest::Method::POST, "/admin/v1/dlq/purge", Some(sel.body())).await?;
+    writeln!(out, "{answer}")?;
+    Ok(())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

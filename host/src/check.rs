@@ -1,0 +1,48 @@
+//! `hostd check`: validates a config and loads every policy, one line per problem.
+
+use crate::app::load_policy;
+use crate::config::{Config, RouteKind};
+use crate::policy::PolicyEngine;
+use std::path::Path;
+
+/// Returns one line per problem; empty means the config is good.
+pub fn check(path: &Path) -> Vec<String> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let engine = match PolicyEngine::new() {
+        Ok(e) => e,
+        Err(e) => return vec![format!("{e:#}")],
+    };
+    let mut problems = Vec::new();
+    if let Some(var) = &config.server.admin_token_env {
+        if std::env::var(var).is_err() {
+            problems.push(format!("server.admin_token_env: `{var}` is not set"));
+        }
+    }
+    for tc in &config.tenants {
+        if let Err(e) = tc.read_token() {
+            problems.push(format!("{e:#}"));
+        }
+        if !tc.policy.exists() {
+            problems.push(format!("tenant `{}`: policy {}: file not found", tc.id, tc.policy.display()));
+        } else if let Err(e) = load_policy(&engine, tc) {
+            problems.push(format!("{e:#}"));
+        }
+        for (name, rc) in &tc.routes {
+            match &rc.kind {
+                RouteKind::File { path } if path.is_dir() => {
+                    problems.push(format!("tenant `{}`: route `{name}`: path {} is a directory", tc.id, path.display()))
+                }
+                RouteKind::Webhook(_) => {
+                    if let Err(e) = crate::sinks::build(name, rc) {
+                        problems.push(format!("tenant `{}`: {e:#}", tc.id));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    problems
+}

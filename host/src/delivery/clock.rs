@@ -1,0 +1,5 @@
+//! Time helpers shared by the delivery stage and the spool.
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

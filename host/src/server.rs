@@ -1,0 +1,115 @@
+//! Starts the daemon: builds the [`App`], resumes the spool, serves ingest, admin,
+//! metrics and health on one listener, and drains on SIGTERM / SIGINT.
+
+use crate::app::App;
+use crate::config::Config;
+use crate::telemetry::{self, metrics_names as m};
+use anyhow::anyhow;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Every HTTP route hostd serves.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(crate::admin::router())
+        .merge(crate::ingest::router())
+        .with_state(app)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the spool answers and hostd is not draining.
+async fn readyz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
+    }
+    match app.spool().depths().await {
+        Ok((pending, dead)) => {
+            (StatusCode::OK, Json(json!({"status": "ready", "spool_depth": pending, "dlq_depth": dead})))
+        }
+        Err(e) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "spool unavailable", "error": e.to_string()})))
+        }
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if let Ok((pending, dead)) = app.spool().depths().await {
+        metrics::gauge!(m::SPOOL_DEPTH).set(pending as f64);
+        metrics::gauge!(m::DLQ_DEPTH).set(dead as f64);
+    }
+    match telemetry::prometheus() {
+        Some(handle) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], handle.render()),
+        None => {
+            (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/plain")], "metrics are disabled\n".to_string())
+        }
+    }
+}
+
+/// Runs until SIGINT / SIGTERM, then drains.
+pub async fn serve(config: Config) -> crate::Result<()> {
+    telemetry::prometheus();
+    let listen = config.server.listen;
+    if config.server.allow_unauthenticated {
+        tracing::warn!("no token configured: accepting unauthenticated requests on the loopback listener {listen}");
+    }
+    let drain_timeout = config.server.drain_timeout;
+    let app = Arc::new(App::build(&config)?);
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow!("server.listen: cannot bind {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    for t in app.tenants() {
+        tracing::info!(tenant = &*t.id, policy_version = &**t.policy().version(), "tenant loaded");
+    }
+    let resumed = app.resume().await?;
+    if resumed > 0 {
+        tracing::info!("resumed {resumed} pending deliveries from the spool");
+    }
+    let window = config.server.dedupe_window;
+    let expiry_app = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            expiry_app.spool().expire_keys(window);
+        }
+    });
+
+    let stop = CancellationToken::new();
+    let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(stop.clone().cancelled_owned());
+    let server = tokio::spawn(async move { server.await });
+    tracing::info!(spool = %app.spool().path().display(), "listening on http://{local}");
+
+    shutdown_signal().await;
+    let started = Instant::now();
+    tracing::info!("shutting down: ingest answers 503, draining deliveries for up to {drain_timeout:?}");
+    stop.cancel();
+    let left = app.drain().await;
+    let rest = drain_timeout.saturating_sub(started.elapsed()) + Duration::from_millis(200);
+    let _ = tokio::time::timeout(rest, server).await;
+    if left > 0 {
+        tracing::warn!("{left} deliveries still in flight at the drain timeout; they stay in the spool");
+    }
+    tracing::info!("stopped after {:?}", started.elapsed());
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}
