@@ -20,7 +20,7 @@ pub struct Received {
     pub at: Instant,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
-    /// The status it was answered with.
+    /// The status it is answered with (after any delay; a client may give up first).
     pub status: u16,
 }
 
@@ -134,11 +134,12 @@ async fn handle(
         *c
     };
     let reply = (shared.script)(&path, nth);
+    // Logged on arrival: a client that times out drops the connection, and with it this handler.
+    let headers = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    shared.log.lock().unwrap().push(Received { path, nth, at, headers, body: body.to_vec(), status: reply.status });
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
-    let headers = headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())).collect();
-    shared.log.lock().unwrap().push(Received { path, nth, at, headers, body: body.to_vec(), status: reply.status });
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
     for (k, v) in reply.headers {
         resp.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
