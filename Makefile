@@ -5,8 +5,13 @@ WASM_TARGET := wasm32-wasip2
 PLUGIN_OUT := plugins/target/$(WASM_TARGET)/release
 HOSTD := target/debug/hostd
 LISTEN ?= 127.0.0.1:8787
+VENV := .venv
+PY := $(VENV)/bin/python
+# Test services listen on loopback test ports; state lives under .services/.
+REDIS_PORT ?= 16379
+SERVICES := .services
 
-.PHONY: all run test bench plugins build tools lint fmt clean
+.PHONY: all run test bench plugins build tools lint fmt clean py-env services services-stop test-rust test-python
 
 all: build plugins
 
@@ -26,10 +31,40 @@ build:
 run: plugins build
 	$(HOSTD) --plugin $(PLUGIN_OUT)/redact_pii.wasm --listen $(LISTEN)
 
-## Everything: tools, plugins, host, unit and end-to-end tests.
-test: plugins build
+## Everything: tools, plugins, host, services; Rust and Python tests. Services stop after.
+test: plugins build py-env
+	@$(MAKE) --no-print-directory services
+	@status=0; \
+	$(MAKE) --no-print-directory test-rust || status=$$?; \
+	$(MAKE) --no-print-directory test-python || status=$$?; \
+	$(MAKE) --no-print-directory services-stop; \
+	exit $$status
+
+test-rust:
 	$(CARGO) test --workspace
 	cd plugins && $(CARGO) test -p hostd-policy-sdk
+
+test-python:
+	HOSTD_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 $(PY) -m pytest -q tests/python
+
+## A local Python environment with the pinned test tooling.
+py-env: $(VENV)/.installed
+$(VENV)/.installed: tests/python/requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	touch $@
+
+## Start the test services on loopback test ports (idempotent): Redis without persistence.
+services:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@mkdir -p $(SERVICES)
+	@redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 || redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save "" --appendonly no \
+		--daemonize yes --pidfile $(CURDIR)/$(SERVICES)/redis.pid --logfile $(CURDIR)/$(SERVICES)/redis.log
+	@for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done
+	@echo "services: redis on 127.0.0.1:$(REDIS_PORT)"
+
+services-stop:
+	@-redis-cli -p $(REDIS_PORT) shutdown nosave >/dev/null 2>&1; true
 
 ## Benchmarks; results go in BENCHMARKS.md.
 bench: plugins
@@ -44,6 +79,7 @@ fmt:
 	$(CARGO) fmt --all
 	cd plugins && $(CARGO) fmt --all
 
-clean:
+clean: services-stop
+	rm -rf $(VENV) $(SERVICES)
 	$(CARGO) clean
 	cd plugins && $(CARGO) clean

@@ -46,7 +46,8 @@ pub struct ServerConfig {
     #[serde(default = "default_drain_timeout", deserialize_with = "de_duration")]
     pub drain_timeout: Duration,
     /// `fsync`: a 202 means the batch is on disk (survives power loss);
-    /// `os`: handed to the OS (survives a crash of hostd, not of the machine).
+    /// `os`: handed to the OS (survives a crash of hostd, not of the machine);
+    /// `none`: benchmarks only.
     #[serde(default)]
     pub durability: Durability,
 }
@@ -57,6 +58,8 @@ pub enum Durability {
     #[default]
     Fsync,
     Os,
+    /// No durability at all (SQLite `synchronous=OFF`): for benchmarks only.
+    None,
 }
 
 impl Default for ServerConfig {

@@ -82,6 +82,7 @@ impl Spool {
         let sync = match durability {
             Durability::Fsync => "FULL",
             Durability::Os => "NORMAL",
+            Durability::None => "OFF",
         };
         let open = || -> rusqlite::Result<Connection> {
             let conn = Connection::open(&path)?;
