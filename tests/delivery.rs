@@ -266,6 +266,20 @@ fn the_same_batch_twice_delivers_once() {
     rx.wait_delivered("d", 5, WAIT);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(rx.on("d").len(), 5, "each event delivered once");
+
+    let metrics = reqwest::blocking::get(format!("{}/metrics", h.url)).unwrap().text().unwrap();
+    for line in [
+        "hostd_events_accepted_total{tenant=\"acme\"} 5",
+        "hostd_events_duplicate_total{tenant=\"acme\"} 5",
+        "hostd_deliveries_delivered_total{tenant=\"acme\",route=\"default\"} 5",
+        "hostd_spool_depth 0",
+        "hostd_dlq_depth 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "/metrics lacks `{line}`:\n{metrics}");
+    }
+    assert!(metrics.contains("hostd_delivery_latency_seconds_bucket"), "latency histogram");
+    let ready: Value = reqwest::blocking::get(format!("{}/readyz", h.url)).unwrap().json().unwrap();
+    assert_eq!(ready["status"], "ready");
 }
 
 fn cli(h: &Hostd, token: &str, args: &[&str]) -> (bool, String, String) {

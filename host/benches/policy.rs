@@ -80,6 +80,27 @@ fn bench_redaction(c: &mut Criterion) {
         b.iter(|| policy.evaluate_on_fresh_instance(std::hint::black_box(&event)).unwrap())
     });
     group.finish();
+
+    // The same event through the minimal policy: what the component boundary itself costs
+    // (lowering the event, the call, lifting the decision, checking the payload).
+    let pass = PolicyInstancePool::load_file(
+        &engine,
+        "bench",
+        &plugin("pass_through"),
+        "{}".into(),
+        PolicyLimits::default(),
+        RouteSet::Any,
+    )
+    .unwrap();
+    let mut group = c.benchmark_group(format!("pass_through/{size}B_on_tool_end"));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::from_parameter("native"), |b| {
+        b.iter(|| event_view!(std::hint::black_box(&event)).envelope_unchanged())
+    });
+    group.bench_function(BenchmarkId::from_parameter("wasm_reused_instance"), |b| {
+        b.iter(|| pass.evaluate(std::hint::black_box(&event)).unwrap())
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench_redaction);
