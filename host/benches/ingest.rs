@@ -25,7 +25,8 @@ fn free_addr() -> SocketAddr {
 }
 
 fn config(listen: SocketAddr, data_dir: PathBuf, durability: Durability, route: RouteKind) -> Config {
-    let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release/pass_through.wasm");
+    let plugin =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release/pass_through.wasm");
     assert!(plugin.exists(), "run `make plugins` first");
     let mut route = RouteConfig::new(route);
     route.delivery.concurrency = 64;

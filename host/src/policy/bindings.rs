@@ -5,5 +5,5 @@ wasmtime::component::bindgen!({
     world: "event-policy",
 });
 
-pub use hostd::policy::log::Level;
-pub use hostd::policy::types::Delivery;
+pub use self::hostd::policy::log::Level;
+pub use self::hostd::policy::types::Delivery;
