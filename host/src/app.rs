@@ -60,7 +60,7 @@ impl App {
             }
             let id: Arc<str> = Arc::from(tc.id.as_str());
             for (name, rc) in &tc.routes {
-                let sink = sinks::build(name, rc).with_context(|| format!("tenant `{}`", tc.id))?;
+                let sink = sinks::build(&tc.id, name, rc).with_context(|| format!("tenant `{}`", tc.id))?;
                 deliverer.add_route(id.clone(), name.clone(), sink, &rc.delivery, spool.clone());
             }
             let policy = load_policy(&engine, tc)?;

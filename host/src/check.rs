@@ -35,8 +35,8 @@ pub fn check(path: &Path) -> Vec<String> {
                 RouteKind::File { path } if path.is_dir() => {
                     problems.push(format!("tenant `{}`: route `{name}`: path {} is a directory", tc.id, path.display()))
                 }
-                RouteKind::Webhook(_) => {
-                    if let Err(e) = crate::sinks::build(name, rc) {
+                RouteKind::Webhook(_) | RouteKind::RedisStream(_) => {
+                    if let Err(e) = crate::sinks::build(&tc.id, name, rc) {
                         problems.push(format!("tenant `{}`: {e:#}", tc.id));
                     }
                 }

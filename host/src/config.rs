@@ -194,6 +194,39 @@ pub enum RouteKind {
     Stdout {},
     /// Signed HTTP POST of the payload.
     Webhook(WebhookConfig),
+    /// `XADD` to a Redis stream.
+    RedisStream(RedisStreamConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisStreamConfig {
+    /// `redis://[:password@]host:port/db` (or `rediss://`). Use `url_env` when it holds a password.
+    pub url: Option<String>,
+    /// Env var holding the URL.
+    pub url_env: Option<String>,
+    /// Stream name; `{tenant}` and `{route}` are replaced.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Approximate cap on the stream's length (`MAXLEN ~`).
+    #[serde(default = "default_maxlen")]
+    pub maxlen: u64,
+    /// Append each idempotency key at most once per `dedupe_window` (atomically, by a
+    /// Lua script doing `SET NX EX` and `XADD`), so a retry never appends twice.
+    #[serde(default)]
+    pub dedupe: bool,
+    #[serde(default = "default_dedupe_window", deserialize_with = "de_duration")]
+    pub dedupe_window: Duration,
+    /// Per-command timeout.
+    #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+fn default_stream() -> String {
+    "hostd:{tenant}:{route}".to_string()
+}
+fn default_maxlen() -> u64 {
+    100_000
 }
 
 #[derive(Debug, Clone, Deserialize)]

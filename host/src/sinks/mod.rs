@@ -2,6 +2,7 @@
 //! makes one attempt and classifies the result ([`SendOutcome`]).
 
 pub mod file;
+pub mod redis_stream;
 pub mod stdout;
 pub mod webhook;
 
@@ -17,11 +18,12 @@ pub trait Sink: Send + Sync {
     async fn send(&self, delivery: &Delivery) -> SendOutcome;
 }
 
-/// Builds the sink a route's config names. Errors name the tenant's route and the part.
-pub fn build(route: &str, config: &RouteConfig) -> crate::Result<Arc<dyn Sink>> {
+/// Builds the sink a route's config names. Errors name the route and the part.
+pub fn build(tenant: &str, route: &str, config: &RouteConfig) -> crate::Result<Arc<dyn Sink>> {
     Ok(match &config.kind {
         RouteKind::File { path } => Arc::new(file::FileSink::open(route, path)?),
         RouteKind::Stdout {} => Arc::new(stdout::StdoutSink),
         RouteKind::Webhook(w) => Arc::new(webhook::WebhookSink::new(route, w)?),
+        RouteKind::RedisStream(r) => Arc::new(redis_stream::RedisStreamSink::new(tenant, route, r)?),
     })
 }

@@ -1,0 +1,132 @@
+//! Redis Streams: `XADD stream MAXLEN ~ maxlen * payload … event … tenant …
+//! idempotency_key … policy_version …`. Commands from concurrent deliveries share one
+//! multiplexed connection, so they are pipelined on the wire; the connection manager
+//! reconnects on its own after a Redis restart. With `dedupe = true` a Lua script does
+//! `SET NX EX` on the idempotency key and the `XADD` atomically, so a retry after a
+//! successful `XADD` (a lost reply) never appends twice.
+
+use super::Sink;
+use crate::config::RedisStreamConfig;
+use crate::delivery::retry::SendOutcome;
+use crate::delivery::Delivery;
+use anyhow::{anyhow, bail};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::time::Duration;
+
+const DEDUPE_XADD: &str = r"
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*',
+    'payload', ARGV[3], 'event', ARGV[4], 'tenant', ARGV[5], 'idempotency_key', ARGV[6], 'policy_version', ARGV[7])
+end
+return false
+";
+
+pub struct RedisStreamSink {
+    conn: ConnectionManager,
+    stream: String,
+    maxlen: u64,
+    dedupe: Option<(redis::Script, u64)>,
+    timeout: Duration,
+}
+
+impl RedisStreamSink {
+    /// Connects lazily: a Redis that is down at startup delays deliveries, not hostd.
+    pub fn new(tenant: &str, route: &str, config: &RedisStreamConfig) -> crate::Result<Self> {
+        let url = match (&config.url, &config.url_env) {
+            (Some(u), None) => u.clone(),
+            (None, Some(var)) => {
+                std::env::var(var).map_err(|_| anyhow!("route `{route}`: url_env `{var}` is not set"))?
+            }
+            _ => bail!("route `{route}`: set exactly one of `url` and `url_env`"),
+        };
+        // The error text of a bad URL may echo it, password included: say only which key.
+        let client = redis::Client::open(url.as_str())
+            .map_err(|e| anyhow!("route `{route}`: the Redis URL is not valid ({:?})", e.kind()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = client
+            .get_connection_manager_lazy(manager_config)
+            .map_err(|e| anyhow!("route `{route}`: cannot set up the Redis connection: {e}"))?;
+        let stream = config.stream.replace("{tenant}", tenant).replace("{route}", route);
+        let dedupe = config.dedupe.then(|| (redis::Script::new(DEDUPE_XADD), config.dedupe_window.as_secs().max(1)));
+        Ok(RedisStreamSink { conn, stream, maxlen: config.maxlen, dedupe, timeout: config.timeout })
+    }
+
+    async fn xadd(&self, d: &Delivery) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        match &self.dedupe {
+            Some((script, window)) => {
+                let dedupe_key = format!("hostd:dedupe:{}:{}", self.stream, d.idempotency_key);
+                let _: Option<String> = script
+                    .key(&self.stream)
+                    .key(dedupe_key)
+                    .arg(window)
+                    .arg(self.maxlen)
+                    .arg(d.payload.get())
+                    .arg(&d.event)
+                    .arg(&*d.tenant)
+                    .arg(&d.idempotency_key)
+                    .arg(&*d.policy_version)
+                    .invoke_async(&mut conn)
+                    .await?;
+                Ok(())
+            }
+            None => {
+                let _: String = redis::cmd("XADD")
+                    .arg(&self.stream)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.maxlen)
+                    .arg("*")
+                    .arg("payload")
+                    .arg(d.payload.get())
+                    .arg("event")
+                    .arg(&d.event)
+                    .arg("tenant")
+                    .arg(&*d.tenant)
+                    .arg("idempotency_key")
+                    .arg(&d.idempotency_key)
+                    .arg("policy_version")
+                    .arg(&*d.policy_version)
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for RedisStreamSink {
+    async fn send(&self, delivery: &Delivery) -> SendOutcome {
+        match tokio::time::timeout(self.timeout, self.xadd(delivery)).await {
+            Ok(Ok(())) => SendOutcome::Delivered,
+            Ok(Err(e)) => classify(&e),
+            Err(_) => SendOutcome::Retry {
+                status: None,
+                error: format!("no answer from Redis within {:?}", self.timeout),
+                retry_after: None,
+            },
+        }
+    }
+}
+
+/// Retry what a reconnect or a wait can fix (I/O, timeouts, LOADING, BUSY, TRYAGAIN,
+/// OOM, READONLY failover…); dead-letter what it cannot (WRONGTYPE, auth, syntax).
+pub fn classify(e: &redis::RedisError) -> SendOutcome {
+    let error = format!("redis: {e}");
+    let transient_codes = ["LOADING", "BUSY", "TRYAGAIN", "OOM", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "NOREPLICAS"];
+    let transient = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.code().is_some_and(|c| transient_codes.contains(&c));
+    if transient {
+        SendOutcome::Retry { status: None, error, retry_after: None }
+    } else {
+        SendOutcome::Fatal { status: None, error }
+    }
+}
