@@ -83,7 +83,7 @@ impl Deliverer {
             sink,
             schedule: retry::RetrySchedule::new(options.retry.clone()),
             ordering: options.ordering,
-            permits: Arc::new(tokio::sync::Semaphore::new(options.concurrency)),
+            concurrency: options.concurrency,
             spool,
             in_flight: self.in_flight.clone(),
             shutdown: self.shutdown.clone(),

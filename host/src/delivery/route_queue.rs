@@ -1,10 +1,14 @@
-//! One route's queue: its own concurrency limit and retry schedule, so a route whose
-//! endpoint hangs never delays another route or tenant. With `ordering = "per-key"`,
-//! one delivery per key is in flight (retries included) while keys run in parallel.
+//! One route's queue: its own workers and retry schedule, so a route whose endpoint
+//! hangs never delays another route or tenant. With `ordering = "per-key"`, one
+//! delivery per key is in flight (retries included) while keys run in parallel.
 //!
-//! Each pending delivery is a task that sleeps until it is due, takes a permit, makes
-//! one attempt and records the result in the spool. A retry keeps its task (and, in
-//! per-key mode, its key's place in line).
+//! - The gate task takes new deliveries, holds back those whose key is busy (per-key
+//!   mode) and passes the rest on, at once or when they fall due.
+//! - `concurrency` workers take ready deliveries — up to the sink's `max_batch` at a
+//!   time, so pipelining transports get whole batches — make one attempt each, and
+//!   record the results in the spool (successes deleted in one job per batch).
+//! - A failed delivery sleeps until its next attempt and goes back to the workers; in
+//!   per-key mode its key stays busy meanwhile.
 
 use super::retry::{RetrySchedule, SendOutcome};
 use super::Delivery;
@@ -17,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 /// Shared by every task of one route.
@@ -27,7 +31,7 @@ pub struct RouteContext {
     pub sink: Arc<dyn Sink>,
     pub schedule: RetrySchedule,
     pub ordering: Ordering,
-    pub permits: Arc<Semaphore>,
+    pub concurrency: usize,
     pub spool: Arc<Spool>,
     pub in_flight: Arc<AtomicUsize>,
     pub shutdown: CancellationToken,
@@ -41,20 +45,32 @@ pub struct RouteQueue {
 
 impl RouteQueue {
     pub fn start(ctx: RouteContext) -> RouteQueue {
+        let ctx = Arc::new(ctx);
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(Arc::new(ctx), rx));
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Delivery>();
+        let (done_tx, done_rx) = mpsc::unbounded_channel::<String>();
+        let ready_rx = Arc::new(Mutex::new(ready_rx));
+        for _ in 0..ctx.concurrency {
+            tokio::spawn(worker(ctx.clone(), ready_rx.clone(), ready_tx.clone(), done_tx.clone()));
+        }
+        tokio::spawn(gate(ctx, rx, ready_tx, done_rx));
         RouteQueue { tx }
     }
 
     pub fn push(&self, delivery: Delivery) {
-        // The loop only ends at shutdown; the delivery is in the spool either way.
+        // The gate only ends at shutdown; the delivery is in the spool either way.
         let _ = self.tx.send(delivery);
     }
 }
 
-async fn run(ctx: Arc<RouteContext>, mut rx: mpsc::UnboundedReceiver<Delivery>) {
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<String>();
-    // Per-key mode: keys with a delivery in flight, and what waits behind it.
+/// Passes deliveries to the workers, holding back those whose key is busy.
+async fn gate(
+    ctx: Arc<RouteContext>,
+    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    ready: mpsc::UnboundedSender<Delivery>,
+    mut done: mpsc::UnboundedReceiver<String>,
+) {
+    // Per-key mode: keys with a delivery in flight, and what waits behind each.
     let mut waiting: HashMap<String, VecDeque<Delivery>> = HashMap::new();
     loop {
         tokio::select! {
@@ -66,12 +82,11 @@ async fn run(ctx: Arc<RouteContext>, mut rx: mpsc::UnboundedReceiver<Delivery>) 
                     }
                     waiting.insert(d.key.clone(), VecDeque::new());
                 }
-                tokio::spawn(deliver(ctx.clone(), d, done_tx.clone()));
+                release_when_due(&ctx, d, ready.clone());
             }
-            Some(key) = done_rx.recv() => {
-                let next = waiting.get_mut(&key).and_then(VecDeque::pop_front);
-                match next {
-                    Some(d) => { tokio::spawn(deliver(ctx.clone(), d, done_tx.clone())); }
+            Some(key) = done.recv() => {
+                match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
+                    Some(d) => release_when_due(&ctx, d, ready.clone()),
                     None => { waiting.remove(&key); }
                 }
             }
@@ -80,70 +95,95 @@ async fn run(ctx: Arc<RouteContext>, mut rx: mpsc::UnboundedReceiver<Delivery>) 
     }
 }
 
-/// Delivers one delivery to the end: delivered, or dead-lettered. Returns early only at
-/// shutdown, leaving it in the spool for the next start.
-async fn deliver(ctx: Arc<RouteContext>, mut d: Delivery, done: mpsc::UnboundedSender<String>) {
+/// Hands `d` to the workers now, or after it falls due (it stays in the spool if
+/// hostd stops first).
+fn release_when_due(ctx: &Arc<RouteContext>, d: Delivery, ready: mpsc::UnboundedSender<Delivery>) {
+    let wait = Duration::from_millis(d.next_attempt_ms.saturating_sub(now_ms()));
+    if wait.is_zero() {
+        let _ = ready.send(d);
+        return;
+    }
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => { let _ = ready.send(d); }
+            _ = shutdown.cancelled() => {}
+        }
+    });
+}
+
+async fn worker(
+    ctx: Arc<RouteContext>,
+    ready_rx: Arc<Mutex<mpsc::UnboundedReceiver<Delivery>>>,
+    ready_tx: mpsc::UnboundedSender<Delivery>,
+    done: mpsc::UnboundedSender<String>,
+) {
+    let max_batch = ctx.sink.max_batch().max(1);
     let labels = [("tenant", ctx.tenant.to_string()), ("route", ctx.route.clone())];
     loop {
-        let wait = Duration::from_millis(d.next_attempt_ms.saturating_sub(now_ms()));
-        let permit = tokio::select! {
-            permit = async {
-                tokio::time::sleep(wait).await;
-                ctx.permits.clone().acquire_owned().await
-            } => permit.expect("route semaphore is never closed"),
-            _ = ctx.shutdown.cancelled() => return,
-        };
-        ctx.in_flight.fetch_add(1, AtomicOrdering::SeqCst);
-        let outcome = ctx.sink.send(&d).await;
-        ctx.in_flight.fetch_sub(1, AtomicOrdering::SeqCst);
-        drop(permit);
-        d.attempts += 1;
-        let (status, error, fatal, retry_after) = match outcome {
-            SendOutcome::Delivered => {
-                ctx.spool.delivered(d.id);
-                metrics::counter!(m::DELIVERED, &labels).increment(1);
-                let latency = now_ms().saturating_sub(d.created_ms) as f64 / 1000.0;
-                metrics::histogram!(m::DELIVERY_LATENCY, &labels).record(latency);
-                break;
-            }
-            SendOutcome::Retry { status, error, retry_after } => (status, error, false, retry_after),
-            SendOutcome::Fatal { status, error } => (status, error, true, None),
-        };
-        let next = if fatal { None } else { ctx.schedule.delay_after(d.attempts, retry_after) };
-        match next {
-            Some(delay) => {
-                d.next_attempt_ms = now_ms() + delay.as_millis() as u64;
-                tracing::info!(
-                    tenant = &*ctx.tenant,
-                    route = ctx.route,
-                    key = d.idempotency_key,
-                    attempts = d.attempts,
-                    "attempt failed, retrying in {delay:?}: {error}"
-                );
-                metrics::counter!(m::RETRIED, &labels).increment(1);
-                ctx.spool.reschedule(d.id, d.attempts, d.next_attempt_ms, status, error);
-            }
-            None => {
-                let reason = if fatal { "rejected" } else { "exhausted" };
-                tracing::warn!(
-                    tenant = &*ctx.tenant,
-                    route = ctx.route,
-                    key = d.idempotency_key,
-                    attempts = d.attempts,
-                    reason,
-                    "dead-lettered: {error}"
-                );
-                metrics::counter!(m::DEAD_LETTERED, &labels).increment(1);
-                if let Err(e) = ctx.spool.dead_letter(d.id, d.attempts, reason, status, error).await {
-                    tracing::error!(
-                        tenant = &*ctx.tenant,
-                        route = ctx.route,
-                        "cannot dead-letter: {e}; it stays pending"
-                    );
+        let batch = {
+            let mut rx = tokio::select! {
+                rx = ready_rx.lock() => rx,
+                _ = ctx.shutdown.cancelled() => return,
+            };
+            let first = tokio::select! {
+                d = rx.recv() => match d { Some(d) => d, None => return },
+                _ = ctx.shutdown.cancelled() => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(d) => batch.push(d),
+                    Err(_) => break,
                 }
-                break;
+            }
+            batch
+        };
+        ctx.in_flight.fetch_add(batch.len(), AtomicOrdering::SeqCst);
+        let outcomes = ctx.sink.send_batch(&batch).await;
+        ctx.in_flight.fetch_sub(batch.len(), AtomicOrdering::SeqCst);
+        let mut delivered = Vec::new();
+        for (mut d, outcome) in batch.into_iter().zip(outcomes) {
+            d.attempts += 1;
+            let (status, error, fatal, retry_after) = match outcome {
+                SendOutcome::Delivered => {
+                    delivered.push(d.id);
+                    metrics::counter!(m::DELIVERED, &labels).increment(1);
+                    let latency = now_ms().saturating_sub(d.created_ms) as f64 / 1000.0;
+                    metrics::histogram!(m::DELIVERY_LATENCY, &labels).record(latency);
+                    let _ = done.send(d.key);
+                    continue;
+                }
+                SendOutcome::Retry { status, error, retry_after } => (status, error, false, retry_after),
+                SendOutcome::Fatal { status, error } => (status, error, true, None),
+            };
+            let next = if fatal { None } else { ctx.schedule.delay_after(d.attempts, retry_after) };
+            match next {
+                Some(delay) => {
+                    d.next_attempt_ms = now_ms() + delay.as_millis() as u64;
+                    tracing::info!(
+                        tenant = &*ctx.tenant, route = ctx.route, key = d.idempotency_key, attempts = d.attempts,
+                        "attempt failed, retrying in {delay:?}: {error}"
+                    );
+                    metrics::counter!(m::RETRIED, &labels).increment(1);
+                    ctx.spool.reschedule(d.id, d.attempts, d.next_attempt_ms, status, error);
+                    // Straight back to the workers when due; the key stays busy.
+                    release_when_due(&ctx, d, ready_tx.clone());
+                }
+                None => {
+                    let reason = if fatal { "rejected" } else { "exhausted" };
+                    tracing::warn!(
+                        tenant = &*ctx.tenant, route = ctx.route, key = d.idempotency_key, attempts = d.attempts, reason,
+                        "dead-lettered: {error}"
+                    );
+                    metrics::counter!(m::DEAD_LETTERED, &labels).increment(1);
+                    if let Err(e) = ctx.spool.dead_letter(d.id, d.attempts, reason, status, error).await {
+                        tracing::error!(tenant = &*ctx.tenant, route = ctx.route, "cannot dead-letter: {e}; it stays pending");
+                    }
+                    let _ = done.send(d.key);
+                }
             }
         }
+        ctx.spool.delivered_many(delivered);
     }
-    let _ = done.send(d.key);
 }

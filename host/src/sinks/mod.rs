@@ -16,6 +16,21 @@ use std::sync::Arc;
 pub trait Sink: Send + Sync {
     /// One attempt to deliver `delivery`.
     async fn send(&self, delivery: &Delivery) -> SendOutcome;
+
+    /// Most deliveries [`Sink::send_batch`] takes at once. Transports that pipeline
+    /// (Redis, Kafka) say more than 1; the route queue then hands them whole batches.
+    fn max_batch(&self) -> usize {
+        1
+    }
+
+    /// One attempt for each delivery of `batch`, one outcome each, in order.
+    async fn send_batch(&self, batch: &[Delivery]) -> Vec<SendOutcome> {
+        let mut out = Vec::with_capacity(batch.len());
+        for d in batch {
+            out.push(self.send(d).await);
+        }
+        out
+    }
 }
 
 /// Builds the sink a route's config names. Errors name the route and the part.

@@ -230,8 +230,19 @@ impl Spool {
 
     /// A delivery succeeded: forget it.
     pub fn delivered(&self, id: i64) {
-        self.write_detached("delete of a delivered row", move |conn| {
-            conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?.execute([id])?;
+        self.delivered_many(vec![id]);
+    }
+
+    /// Deliveries succeeded: forget them, in one job.
+    pub fn delivered_many(&self, ids: Vec<i64>) {
+        if ids.is_empty() {
+            return;
+        }
+        self.write_detached("delete of delivered rows", move |conn| {
+            let mut stmt = conn.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute([id])?;
+            }
             Ok(())
         });
     }

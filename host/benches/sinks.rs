@@ -1,0 +1,176 @@
+//! The Redis Streams sink against the raw client, and the whole pipeline into Redis,
+//! in one run (Redis from `make services`, or HOSTD_BENCH_REDIS_URL):
+//! - raw: pipelined `XADD` of 1 KB entries in batches of 500 (the client alone);
+//! - sink stage: shaped deliveries already in the spool → route queue → Redis;
+//! - end to end: HTTP ingest → Rust policy → spool → Redis, 8 clients, batches of 100.
+
+use hostd::config::{Config, DeliveryOptions, Durability, RedisStreamConfig, RouteConfig, RouteKind, ServerConfig, TenantConfig};
+use hostd::delivery::Deliverer;
+use hostd::spool::{AcceptItem, NewDelivery, Shaped, Spool};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const N: usize = 100_000;
+const BATCH: usize = 500;
+
+fn url() -> String {
+    std::env::var("HOSTD_BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/0".into())
+}
+
+fn payload(i: usize) -> String {
+    format!(r#"{{"event":"on_tool_end","run_id":"r{i}","step":{i},"data":{{"output":"{}"}}}}"#, "x".repeat(900))
+}
+
+async fn xlen(conn: &mut redis::aio::MultiplexedConnection, stream: &str) -> usize {
+    redis::cmd("XLEN").arg(stream).query_async(conn).await.unwrap_or(0)
+}
+
+async fn wait_len(conn: &mut redis::aio::MultiplexedConnection, stream: &str, n: usize) {
+    while xlen(conn, stream).await < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn route(stream: &str, concurrency: usize) -> RouteConfig {
+    RouteConfig {
+        kind: RouteKind::RedisStream(RedisStreamConfig {
+            url: Some(url()),
+            url_env: None,
+            stream: stream.into(),
+            maxlen: 10_000_000,
+            dedupe: false,
+            dedupe_window: Duration::from_secs(86400),
+            timeout: Duration::from_secs(5),
+        }),
+        delivery: DeliveryOptions { concurrency, ..DeliveryOptions::default() },
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let client = redis::Client::open(url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis (make services)");
+    let _: () = redis::cmd("DEL").arg("bench:raw").arg("bench:sink").arg("bench:e2e").query_async(&mut conn).await.unwrap();
+
+    // Raw client: pipelined XADD.
+    let start = Instant::now();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        for &i in chunk {
+            pipe.cmd("XADD").arg("bench:raw").arg("*").arg("payload").arg(payload(i)).ignore();
+        }
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    let raw = N as f64 / start.elapsed().as_secs_f64();
+
+    // Sink stage: N shaped deliveries in the spool, then the route queue drains them.
+    let tmp = tempfile::tempdir().unwrap();
+    let spool = Arc::new(Spool::open(tmp.path(), Durability::Os).unwrap());
+    let tenant: Arc<str> = Arc::from("bench");
+    for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
+        let items = chunk
+            .iter()
+            .map(|&i| AcceptItem {
+                idempotency_key: format!("k{i}"),
+                event_kind: "on_tool_end".into(),
+                policy_version: Arc::from("bench"),
+                event: RawValue::from_string("{}".into()).unwrap(),
+                shaped: Shaped::Deliver(vec![NewDelivery {
+                    route: "redis".into(),
+                    key: format!("run{}", i % 50),
+                    redactions: vec![],
+                    payload: RawValue::from_string(payload(i)).unwrap(),
+                }]),
+            })
+            .collect();
+        spool.accept(tenant.clone(), items, Duration::from_secs(60)).await.unwrap();
+    }
+    let pending = spool.pending().await.unwrap();
+    let mut deliverer = Deliverer::new();
+    let rc = route("bench:sink", 512);
+    let sink = hostd::sinks::build("bench", "redis", &rc).unwrap();
+    deliverer.add_route(tenant.clone(), "redis".into(), sink, &rc.delivery, spool.clone());
+    let start = Instant::now();
+    deliverer.dispatch(pending).unwrap();
+    wait_len(&mut conn, "bench:sink", N).await;
+    let sink_rate = N as f64 / start.elapsed().as_secs_f64();
+
+    // End to end through the HTTP server.
+    let plugin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release/pass_through.wasm");
+    let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = Config {
+        server: ServerConfig { listen, data_dir: tmp.path().join("e2e"), body_limit: 8 << 20, ..ServerConfig::default() },
+        tenants: vec![TenantConfig {
+            id: "bench".into(),
+            token_env: None,
+            token_file: None,
+            policy: plugin,
+            policy_config: None,
+            on_policy_error: Default::default(),
+            limits: Default::default(),
+            routes: BTreeMap::from([("default".to_string(), route("bench:e2e", 512))]),
+            token: Some("t".into()),
+        }],
+    };
+    tokio::spawn(async move { hostd::serve(config).await.unwrap() });
+    let http = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (clients, per_request) = (8usize, 100usize);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (http, base) = (http.clone(), base.clone());
+            tokio::spawn(async move {
+                for b in 0..N / clients / per_request {
+                    let body: String = (0..per_request)
+                        .map(|i| {
+                            let n = b * per_request + i;
+                            format!(
+                                "{{\"event\":\"on_tool_end\",\"run_id\":\"c{c}-{n}\",\"root_run_id\":\"c{c}\",\"step\":{n},\"data\":{{\"output\":\"{}\"}}}}\n",
+                                "x".repeat(850)
+                            )
+                        })
+                        .collect();
+                    let r = http
+                        .post(format!("{base}/v1/events"))
+                        .bearer_auth("t")
+                        .header("content-type", "application/x-ndjson")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 202);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let accepted = start.elapsed();
+    wait_len(&mut conn, "bench:e2e", N).await;
+    let e2e = start.elapsed();
+
+    println!("## Redis Streams, 1 KB entries, {N} events");
+    println!("| what | events/s | vs raw |");
+    println!("|---|---|---|");
+    println!("| raw client, pipelined XADD, batches of {BATCH} | {raw:.0} | 1.00 |");
+    println!("| sink stage: spool → route queue → Redis (concurrency 512) | {sink_rate:.0} | {:.2} |", sink_rate / raw);
+    println!(
+        "| end to end: HTTP → Rust policy → spool (fsync) → Redis, 8 clients × batches of {per_request} | {:.0} | {:.2} |",
+        N as f64 / e2e.as_secs_f64(),
+        N as f64 / e2e.as_secs_f64() / raw
+    );
+    println!("(ingest alone accepted the {N} events at {:.0}/s)", N as f64 / accepted.as_secs_f64());
+    let _: () = redis::cmd("DEL").arg("bench:raw").arg("bench:sink").arg("bench:e2e").query_async(&mut conn).await.unwrap();
+    std::process::exit(0);
+}
