@@ -120,6 +120,19 @@ async fn worker(
 ) {
     let max_batch = ctx.sink.max_batch().max(1);
     let labels = [("tenant", ctx.tenant.to_string()), ("route", ctx.route.clone())];
+    let (delivered_total, retried_total, dead_total, latency) = (
+        metrics::counter!(m::DELIVERED, &labels),
+        metrics::counter!(m::RETRIED, &labels),
+        metrics::counter!(m::DEAD_LETTERED, &labels),
+        metrics::histogram!(m::DELIVERY_LATENCY, &labels),
+    );
+    // Only per-key mode needs to hear when a key is free again.
+    let per_key = ctx.ordering == Ordering::PerKey;
+    let release = |key: String| {
+        if per_key {
+            let _ = done.send(key);
+        }
+    };
     loop {
         let batch = {
             let mut rx = tokio::select! {
@@ -148,10 +161,8 @@ async fn worker(
             let (status, error, fatal, retry_after) = match outcome {
                 SendOutcome::Delivered => {
                     delivered.push(d.id);
-                    metrics::counter!(m::DELIVERED, &labels).increment(1);
-                    let latency = now_ms().saturating_sub(d.created_ms) as f64 / 1000.0;
-                    metrics::histogram!(m::DELIVERY_LATENCY, &labels).record(latency);
-                    let _ = done.send(d.key);
+                    latency.record(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
+                    release(d.key);
                     continue;
                 }
                 SendOutcome::Retry { status, error, retry_after } => (status, error, false, retry_after),
@@ -162,10 +173,13 @@ async fn worker(
                 Some(delay) => {
                     d.next_attempt_ms = now_ms() + delay.as_millis() as u64;
                     tracing::info!(
-                        tenant = &*ctx.tenant, route = ctx.route, key = d.idempotency_key, attempts = d.attempts,
+                        tenant = &*ctx.tenant,
+                        route = ctx.route,
+                        key = d.idempotency_key,
+                        attempts = d.attempts,
                         "attempt failed, retrying in {delay:?}: {error}"
                     );
-                    metrics::counter!(m::RETRIED, &labels).increment(1);
+                    retried_total.increment(1);
                     ctx.spool.reschedule(d.id, d.attempts, d.next_attempt_ms, status, error);
                     // Straight back to the workers when due; the key stays busy.
                     release_when_due(&ctx, d, ready_tx.clone());
@@ -173,17 +187,26 @@ async fn worker(
                 None => {
                     let reason = if fatal { "rejected" } else { "exhausted" };
                     tracing::warn!(
-                        tenant = &*ctx.tenant, route = ctx.route, key = d.idempotency_key, attempts = d.attempts, reason,
+                        tenant = &*ctx.tenant,
+                        route = ctx.route,
+                        key = d.idempotency_key,
+                        attempts = d.attempts,
+                        reason,
                         "dead-lettered: {error}"
                     );
-                    metrics::counter!(m::DEAD_LETTERED, &labels).increment(1);
+                    dead_total.increment(1);
                     if let Err(e) = ctx.spool.dead_letter(d.id, d.attempts, reason, status, error).await {
-                        tracing::error!(tenant = &*ctx.tenant, route = ctx.route, "cannot dead-letter: {e}; it stays pending");
+                        tracing::error!(
+                            tenant = &*ctx.tenant,
+                            route = ctx.route,
+                            "cannot dead-letter: {e}; it stays pending"
+                        );
                     }
-                    let _ = done.send(d.key);
+                    release(d.key);
                 }
             }
         }
+        delivered_total.increment(delivered.len() as u64);
         ctx.spool.delivered_many(delivered);
     }
 }
