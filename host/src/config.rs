@@ -196,6 +196,42 @@ pub enum RouteKind {
     Webhook(WebhookConfig),
     /// `XADD` to a Redis stream.
     RedisStream(RedisStreamConfig),
+    /// Produce to a Kafka topic (idempotent producer).
+    Kafka(KafkaConfig),
+    /// Publish to an AWS SNS topic (standard or FIFO).
+    Sns(SnsConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnsConfig {
+    /// A `.fifo` topic gets `MessageGroupId` = key and `MessageDeduplicationId` from the
+    /// idempotency key.
+    pub topic_arn: String,
+    pub region: String,
+    /// For emulators and VPC endpoints. Credentials come from the standard AWS chain.
+    pub endpoint_url: Option<String>,
+    #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Topic; `{tenant}` and `{route}` are replaced.
+    pub topic: String,
+    /// Raw librdkafka client options (SASL, TLS, tuning), applied after hostd's own.
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+    /// How long librdkafka may try one message before hostd's retry schedule takes over.
+    #[serde(default = "default_message_timeout", deserialize_with = "de_duration")]
+    pub message_timeout: Duration,
+}
+
+fn default_message_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,7 +2,9 @@
 //! makes one attempt and classifies the result ([`SendOutcome`]).
 
 pub mod file;
+pub mod kafka;
 pub mod redis_stream;
+pub mod sns;
 pub mod stdout;
 pub mod webhook;
 
@@ -40,5 +42,7 @@ pub fn build(tenant: &str, route: &str, config: &RouteConfig) -> crate::Result<A
         RouteKind::Stdout {} => Arc::new(stdout::StdoutSink),
         RouteKind::Webhook(w) => Arc::new(webhook::WebhookSink::new(route, w)?),
         RouteKind::RedisStream(r) => Arc::new(redis_stream::RedisStreamSink::new(tenant, route, r)?),
+        RouteKind::Kafka(k) => Arc::new(kafka::KafkaSink::new(tenant, route, k)?),
+        RouteKind::Sns(c) => Arc::new(sns::SnsSink::new(route, c)?),
     })
 }

@@ -1,0 +1,160 @@
+//! Kafka: an idempotent producer (`enable.idempotence=true`, `acks=all`) per distinct
+//! broker config, shared across routes. Record key = the delivery's key (default the
+//! root run id, so a run stays in one partition, in order). Headers carry the
+//! idempotency key, tenant, event, policy version, and CloudEvents binary-mode
+//! attributes. A delivery is done only when its delivery report says so.
+
+use super::Sink;
+use crate::config::KafkaConfig;
+use crate::delivery::retry::SendOutcome;
+use crate::delivery::Delivery;
+use anyhow::anyhow;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Most records enqueued before awaiting their reports; librdkafka batches them.
+const MAX_BATCH: usize = 1000;
+
+pub struct KafkaSink {
+    producer: FutureProducer,
+    topic: String,
+    source: String,
+}
+
+/// Producers by their full client config: routes with the same brokers and options
+/// share one (one connection set, one idempotence sequence).
+fn producers() -> &'static Mutex<HashMap<String, FutureProducer>> {
+    static PRODUCERS: OnceLock<Mutex<HashMap<String, FutureProducer>>> = OnceLock::new();
+    PRODUCERS.get_or_init(Default::default)
+}
+
+impl KafkaSink {
+    pub fn new(tenant: &str, route: &str, config: &KafkaConfig) -> crate::Result<Self> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", config.message_timeout.as_millis().to_string())
+            .set("linger.ms", "5")
+            // Never create topics as a side effect of producing; a missing topic is a
+            // configuration error and goes to the DLQ.
+            .set("allow.auto.create.topics", "false")
+            .set("client.id", "hostd");
+        for (k, v) in &config.librdkafka {
+            client.set(k, v);
+        }
+        let mut identity: Vec<(String, String)> =
+            client.config_map().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        identity.sort();
+        let identity = format!("{identity:?}");
+        let mut producers = producers().lock().expect("producer registry lock");
+        let producer = match producers.get(&identity) {
+            Some(p) => p.clone(),
+            None => {
+                // The error names the bad option but never echoes a value (it may be a password).
+                let p: FutureProducer =
+                    client.create().map_err(|e| anyhow!("route `{route}`: cannot create the Kafka producer: {e}"))?;
+                producers.insert(identity, p.clone());
+                p
+            }
+        };
+        Ok(KafkaSink {
+            producer,
+            topic: config.topic.replace("{tenant}", tenant).replace("{route}", route),
+            source: format!("/hostd/{tenant}/{route}"),
+        })
+    }
+
+    fn headers(&self, d: &Delivery) -> OwnedHeaders {
+        let time = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(d.created_ms)).to_string();
+        let ce_type = format!("dev.hostd.{}", d.event);
+        let pairs: [(&str, &str); 10] = [
+            ("idempotency-key", &d.idempotency_key),
+            ("hostd-tenant", &d.tenant),
+            ("hostd-event", &d.event),
+            ("hostd-policy-version", &d.policy_version),
+            ("ce_id", &d.idempotency_key),
+            ("ce_source", &self.source),
+            ("ce_type", &ce_type),
+            ("ce_specversion", "1.0"),
+            ("ce_time", &time),
+            ("content-type", "application/json"),
+        ];
+        pairs.iter().fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for KafkaSink {
+    async fn send(&self, delivery: &Delivery) -> SendOutcome {
+        self.send_batch(std::slice::from_ref(delivery)).await.pop().expect("one outcome per delivery")
+    }
+
+    fn max_batch(&self) -> usize {
+        MAX_BATCH
+    }
+
+    /// Enqueues the whole batch, then awaits every delivery report.
+    async fn send_batch(&self, batch: &[Delivery]) -> Vec<SendOutcome> {
+        let mut pending = Vec::with_capacity(batch.len());
+        for d in batch {
+            let record = FutureRecord::to(&self.topic).key(&d.key).payload(d.payload.get()).headers(self.headers(d));
+            pending.push(match self.producer.send_result(record) {
+                Ok(future) => Ok(future),
+                Err((e, _)) => Err(classify(&e)),
+            });
+        }
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(match p {
+                Ok(future) => match future.await {
+                    Ok(Ok(_)) => SendOutcome::Delivered,
+                    Ok(Err((e, _))) => classify(&e),
+                    Err(_) => SendOutcome::Retry { status: None, error: "kafka: the producer dropped the message".into(), retry_after: None },
+                },
+                Err(outcome) => outcome,
+            });
+        }
+        out
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        let _ = self.producer.flush(Duration::from_secs(1));
+    }
+}
+
+/// Retry what time can fix (broker down, timeouts, leader moves, NOT_ENOUGH_REPLICAS,
+/// a full local queue); dead-letter what it cannot (too large, unknown topic, auth).
+pub fn classify(e: &KafkaError) -> SendOutcome {
+    use RDKafkaErrorCode as C;
+    let error = format!("kafka: {e}");
+    let fatal = matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::MessageSizeTooLarge
+                | C::InvalidMessageSize
+                | C::InvalidMessage
+                | C::UnknownTopic
+                | C::UnknownTopicOrPartition
+                | C::InvalidTopic
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::TransactionalIdAuthorizationFailed
+                | C::SaslAuthenticationFailed
+                | C::Authentication
+        )
+    );
+    if fatal {
+        SendOutcome::Fatal { status: None, error }
+    } else {
+        SendOutcome::Retry { status: None, error, retry_after: None }
+    }
+}

@@ -1,0 +1,257 @@
+//! The Kafka sink against a real Kafka-protocol broker: tansu, from `make services`
+//! (127.0.0.1:19092, in memory), and a private tansu on S3 storage (moto) for the
+//! restart test.
+
+use hostd_e2e::*;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use std::collections::{HashMap, HashSet};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "acme-token";
+const ADMIN: &str = "admin-token";
+
+fn brokers() -> String {
+    std::env::var("HOSTD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into())
+}
+
+fn tansu() -> String {
+    std::env::var("HOSTD_TEST_TANSU").expect("HOSTD_TEST_TANSU: run through `make test` (it starts the broker)")
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+}
+
+fn create_topic(brokers: &str, topic: &str) {
+    let out = Command::new(tansu())
+        .args(["topic", "create", topic, "--partitions", "3", "--broker", &format!("tcp://{brokers}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tansu topic create: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn config(brokers: &str, topic: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+data_dir = "{{dir}}/data"
+admin_token_env = "ADMIN_TOKEN"
+[[tenants]]
+id = "acme"
+token_env = "ACME_TOKEN"
+policy = "{}"
+[tenants.routes.default]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+{extra}
+"#,
+        plugin("pass_through").display()
+    )
+}
+
+/// A consumed record: key, payload, headers.
+struct Record {
+    key: String,
+    partition: i32,
+    payload: Value,
+    headers: HashMap<String, String>,
+}
+
+/// Consumes `topic` with a consumer group until `n` records or `timeout`.
+fn consume(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("hostd-test"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    while out.len() < n && start.elapsed() < timeout {
+        // The group join takes a few seconds with tansu; poll until then.
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let Ok(msg) = msg else { continue };
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Record {
+            key: String::from_utf8_lossy(msg.key().unwrap_or_default()).into_owned(),
+            partition: msg.partition(),
+            payload: serde_json::from_slice(msg.payload().unwrap_or_default()).unwrap(),
+            headers,
+        });
+    }
+    out
+}
+
+fn post_runs(h: &Hostd, runs: usize, steps: std::ops::Range<usize>, batch: usize) -> Vec<String> {
+    let mut all = Vec::new();
+    for step in steps {
+        for r in 0..runs {
+            all.push(tool_end(&format!("run{r}"), &format!("t{r}-{step}"), step as u64, json!({"run": r})));
+        }
+    }
+    let mut keys = Vec::new();
+    for chunk in all.chunks(batch) {
+        let client = reqwest::blocking::Client::new();
+        for _ in 0..100 {
+            if let Ok(r) = client
+                .post(format!("{}/v1/events", h.url))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/x-ndjson")
+                .body(ndjson(chunk))
+                .send()
+            {
+                if r.status().as_u16() == 202 {
+                    let v: Value = r.json().unwrap();
+                    keys.extend(v["idempotency_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()));
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    keys
+}
+
+fn envs() -> Vec<(&'static str, &'static str)> {
+    vec![("ACME_TOKEN", TOKEN), ("ADMIN_TOKEN", ADMIN)]
+}
+
+#[test]
+fn ten_thousand_events_consumed_back_in_order_with_headers() {
+    let (brokers, topic) = (brokers(), unique("hostd-events"));
+    create_topic(&brokers, &topic);
+    let h = Hostd::with_config(&config(&brokers, &topic, "ordering = \"per-key\"\nconcurrency = 8"), &envs());
+    let keys = post_runs(&h, 50, 0..200, 500);
+    assert_eq!(keys.len(), 10_000);
+    let records = consume(&brokers, &topic, 10_000, Duration::from_secs(120));
+    let got: HashSet<&str> = records.iter().map(|r| r.headers["idempotency-key"].as_str()).collect();
+    assert_eq!(got.len(), 10_000, "every idempotency key present ({} records)", records.len());
+    let mut per_run: HashMap<String, (HashSet<i32>, Vec<u64>)> = HashMap::new();
+    for r in &records {
+        let e = per_run.entry(r.key.clone()).or_default();
+        e.0.insert(r.partition);
+        e.1.push(r.payload["step"].as_u64().unwrap());
+    }
+    assert_eq!(per_run.len(), 50, "record key = root run id");
+    for (run, (partitions, steps)) in per_run {
+        assert_eq!(partitions.len(), 1, "run {run} stays in one partition");
+        assert_eq!(steps, (0..200).collect::<Vec<_>>(), "run {run} in order");
+    }
+    let h0 = &records[0].headers;
+    for k in ["idempotency-key", "hostd-tenant", "hostd-event", "hostd-policy-version", "ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "content-type"] {
+        assert!(h0.contains_key(k), "header {k} missing: {h0:?}");
+    }
+    assert_eq!(h0["ce_specversion"], "1.0");
+    assert_eq!(h0["ce_type"], "dev.hostd.on_tool_end");
+    assert_eq!(h0["ce_id"], h0["idempotency-key"]);
+    assert_eq!(h0["hostd-tenant"], "acme");
+}
+
+#[test]
+fn a_missing_topic_is_dead_lettered_with_the_reason() {
+    let brokers = brokers();
+    let topic = unique("no-such-topic");
+    let h = Hostd::with_config(
+        &config(&brokers, &topic, "message_timeout = \"5s\"\nlibrdkafka = { \"topic.metadata.propagation.max.ms\" = \"1000\" }"),
+        &envs(),
+    );
+    assert_eq!(h.post_json(Some(TOKEN), &tool_end("r", "r", 0, json!({}))).0, 202);
+    let dead = h.wait_dlq(ADMIN, 1, Duration::from_secs(30));
+    assert_eq!(dead.len(), 1, "stderr:\n{}", h.stderr());
+    assert_eq!(dead[0]["reason"], "rejected", "{}", dead[0]);
+    let err = dead[0]["last_error"].as_str().unwrap();
+    assert!(err.to_lowercase().contains("unknown topic"), "{err}");
+}
+
+/// A private tansu whose storage is S3 (moto), so a restart keeps its topics and data.
+struct PrivateBroker {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start(port: u16) -> PrivateBroker {
+        let moto = std::env::var("HOSTD_TEST_MOTO").expect("HOSTD_TEST_MOTO (make services)");
+        let bucket = format!("tansu-{port}");
+        let _ = reqwest::blocking::Client::new().put(format!("{moto}/{bucket}")).send();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let spawn = || {
+            Command::new(tansu())
+                .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+                .args(["--storage-engine", &format!("s3://{bucket}/")])
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .env("AWS_DEFAULT_REGION", "us-east-1")
+                .env("AWS_ENDPOINT", &moto)
+                .env("AWS_ALLOW_HTTP", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let mut child = spawn();
+        // Right after a stop the port may still be held: a broker that exits at once is
+        // started again until it listens.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(_)) = child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                child = spawn();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateBroker { child, port }
+    }
+
+    /// A clean stop (SIGTERM), as an operator restarting the broker would.
+    fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn broker_down_for_ten_seconds_then_everything_is_delivered() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut broker = PrivateBroker::start(port);
+    let brokers = format!("127.0.0.1:{}", broker.port);
+    let topic = unique("restart");
+    create_topic(&brokers, &topic);
+    let retry = r#"retry = ["500ms", "1s", "2s", "2s", "2s", "2s", "2s", "2s", "2s", "2s"]"#;
+    let h = Hostd::with_config(&config(&brokers, &topic, &format!("message_timeout = \"3s\"\n{retry}")), &envs());
+    let mut keys = post_runs(&h, 10, 0..50, 100);
+    broker.stop();
+    keys.extend(post_runs(&h, 10, 50..100, 100));
+    std::thread::sleep(Duration::from_secs(10));
+    let mut broker = PrivateBroker::start(port);
+    keys.extend(post_runs(&h, 10, 100..150, 100));
+    let records = consume(&brokers, &topic, keys.len(), Duration::from_secs(120));
+    let got: HashSet<&str> = records.iter().map(|r| r.headers["idempotency-key"].as_str()).collect();
+    let missing: Vec<&String> = keys.iter().filter(|k| !got.contains(k.as_str())).take(5).collect();
+    let log = h.stderr();
+    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+    assert!(missing.is_empty(), "{} of {} delivered; missing e.g. {missing:?}; hostd log tail: {tail:#?}", got.len(), keys.len());
+    assert!(h.dlq(ADMIN).is_empty(), "nothing dead-lettered");
+    broker.stop();
+}
