@@ -22,7 +22,11 @@ fn tansu() -> String {
 }
 
 fn unique(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis())
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+    )
 }
 
 fn create_topic(brokers: &str, topic: &str) {
@@ -115,7 +119,9 @@ fn post_runs(h: &Hostd, runs: usize, steps: std::ops::Range<usize>, batch: usize
             {
                 if r.status().as_u16() == 202 {
                     let v: Value = r.json().unwrap();
-                    keys.extend(v["idempotency_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()));
+                    keys.extend(
+                        v["idempotency_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()),
+                    );
                     break;
                 }
             }
@@ -151,7 +157,18 @@ fn ten_thousand_events_consumed_back_in_order_with_headers() {
         assert_eq!(steps, (0..200).collect::<Vec<_>>(), "run {run} in order");
     }
     let h0 = &records[0].headers;
-    for k in ["idempotency-key", "hostd-tenant", "hostd-event", "hostd-policy-version", "ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "content-type"] {
+    for k in [
+        "idempotency-key",
+        "hostd-tenant",
+        "hostd-event",
+        "hostd-policy-version",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_specversion",
+        "ce_time",
+        "content-type",
+    ] {
         assert!(h0.contains_key(k), "header {k} missing: {h0:?}");
     }
     assert_eq!(h0["ce_specversion"], "1.0");
@@ -165,7 +182,11 @@ fn a_missing_topic_is_dead_lettered_with_the_reason() {
     let brokers = brokers();
     let topic = unique("no-such-topic");
     let h = Hostd::with_config(
-        &config(&brokers, &topic, "message_timeout = \"5s\"\nlibrdkafka = { \"topic.metadata.propagation.max.ms\" = \"1000\" }"),
+        &config(
+            &brokers,
+            &topic,
+            "message_timeout = \"5s\"\nlibrdkafka = { \"topic.metadata.propagation.max.ms\" = \"1000\" }",
+        ),
         &envs(),
     );
     assert_eq!(h.post_json(Some(TOKEN), &tool_end("r", "r", 0, json!({}))).0, 202);
@@ -251,7 +272,12 @@ fn broker_down_for_ten_seconds_then_everything_is_delivered() {
     let missing: Vec<&String> = keys.iter().filter(|k| !got.contains(k.as_str())).take(5).collect();
     let log = h.stderr();
     let tail: Vec<&str> = log.lines().rev().take(15).collect();
-    assert!(missing.is_empty(), "{} of {} delivered; missing e.g. {missing:?}; hostd log tail: {tail:#?}", got.len(), keys.len());
+    assert!(
+        missing.is_empty(),
+        "{} of {} delivered; missing e.g. {missing:?}; hostd log tail: {tail:#?}",
+        got.len(),
+        keys.len()
+    );
     assert!(h.dlq(ADMIN).is_empty(), "nothing dead-lettered");
     broker.stop();
 }

@@ -5,10 +5,12 @@
 //! - end to end: HTTP ingest → Rust policy → spool → Redis, 8 clients, batches of 100.
 
 use hostd::config::{
-    Config, DeliveryOptions, Durability, RedisStreamConfig, RouteConfig, RouteKind, ServerConfig, TenantConfig,
+    Config, DeliveryOptions, Durability, KafkaConfig, RedisStreamConfig, RouteConfig, RouteKind, ServerConfig,
+    TenantConfig,
 };
 use hostd::delivery::Deliverer;
 use hostd::spool::{AcceptItem, NewDelivery, Shaped, Spool};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -183,6 +185,88 @@ async fn main() {
         N as f64 / e2e.as_secs_f64() / raw
     );
     println!("(ingest alone accepted the {N} events at {:.0}/s)", N as f64 / accepted.as_secs_f64());
+
+    // Kafka: the raw producer against the sink stage, same broker (tansu from `make services`).
+    let brokers = std::env::var("HOSTD_BENCH_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let suffix = std::process::id();
+    let raw_producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let raw_topic = format!("bench-raw-{suffix}");
+    let warm = FutureRecord::to(&raw_topic).key("w").payload("{}");
+    raw_producer.send(warm, Duration::from_secs(30)).await.unwrap();
+    let start = Instant::now();
+    for chunk in (0..N).collect::<Vec<_>>().chunks(1000) {
+        let futures: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let p = payload(i);
+                let key = format!("run{}", i % 50);
+                raw_producer.send_result(FutureRecord::to(&raw_topic).key(&key).payload(&p)).unwrap()
+            })
+            .collect();
+        for f in futures {
+            f.await.unwrap().unwrap();
+        }
+    }
+    let kafka_raw = N as f64 / start.elapsed().as_secs_f64();
+
+    let sink_topic = format!("bench-sink-{suffix}");
+    let kafka_route = RouteConfig {
+        kind: RouteKind::Kafka(KafkaConfig {
+            brokers: brokers.clone(),
+            topic: sink_topic.clone(),
+            librdkafka: BTreeMap::from([("allow.auto.create.topics".to_string(), "true".to_string())]),
+            message_timeout: Duration::from_secs(30),
+        }),
+        delivery: DeliveryOptions { concurrency: 4, ..DeliveryOptions::default() },
+    };
+    let kspool = Arc::new(Spool::open(&tmp.path().join("kafka"), Durability::Os).unwrap());
+    for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
+        let items = chunk
+            .iter()
+            .map(|&i| AcceptItem {
+                idempotency_key: format!("k{i}"),
+                event_kind: "on_tool_end".into(),
+                policy_version: Arc::from("bench"),
+                event: RawValue::from_string("{}".into()).unwrap(),
+                shaped: Shaped::Deliver(vec![NewDelivery {
+                    route: "kafka".into(),
+                    key: format!("run{}", i % 50),
+                    redactions: vec![],
+                    payload: RawValue::from_string(payload(i)).unwrap(),
+                }]),
+            })
+            .collect();
+        kspool.accept(tenant.clone(), items, Duration::from_secs(60)).await.unwrap();
+    }
+    let pending = kspool.pending().await.unwrap();
+    let mut kdeliverer = Deliverer::new();
+    let sink = hostd::sinks::build("bench", "kafka", &kafka_route).unwrap();
+    kdeliverer.add_route(tenant.clone(), "kafka".into(), sink, &kafka_route.delivery, kspool.clone());
+    let start = Instant::now();
+    kdeliverer.dispatch(pending).unwrap();
+    loop {
+        kspool.flush().await.unwrap();
+        if kspool.depths().await.unwrap().0 == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let kafka_sink = N as f64 / start.elapsed().as_secs_f64();
+    println!();
+    println!("## Kafka (tansu 0.6.0 in memory), 1 KB records, {N} events");
+    println!("| what | events/s | vs raw |");
+    println!("|---|---|---|");
+    println!("| raw rdkafka idempotent producer, 1,000 in flight | {kafka_raw:.0} | 1.00 |");
+    println!(
+        "| sink stage: spool → route queue → Kafka (4 workers, batches ≤ 1,000) | {kafka_sink:.0} | {:.2} |",
+        kafka_sink / kafka_raw
+    );
     let _: () =
         redis::cmd("DEL").arg("bench:raw").arg("bench:sink").arg("bench:e2e").query_async(&mut conn).await.unwrap();
     std::process::exit(0);

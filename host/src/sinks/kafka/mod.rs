@@ -86,7 +86,9 @@ impl KafkaSink {
             ("ce_time", &time),
             ("content-type", "application/json"),
         ];
-        pairs.iter().fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) }))
+        pairs.iter().fold(OwnedHeaders::new_with_capacity(pairs.len()), |h, (k, v)| {
+            h.insert(Header { key: k, value: Some(*v) })
+        })
     }
 }
 
@@ -116,7 +118,11 @@ impl Sink for KafkaSink {
                 Ok(future) => match future.await {
                     Ok(Ok(_)) => SendOutcome::Delivered,
                     Ok(Err((e, _))) => classify(&e),
-                    Err(_) => SendOutcome::Retry { status: None, error: "kafka: the producer dropped the message".into(), retry_after: None },
+                    Err(_) => SendOutcome::Retry {
+                        status: None,
+                        error: "kafka: the producer dropped the message".into(),
+                        retry_after: None,
+                    },
                 },
                 Err(outcome) => outcome,
             });

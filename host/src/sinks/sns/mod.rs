@@ -23,7 +23,10 @@ pub struct SnsSink {
 impl SnsSink {
     pub fn new(route: &str, config: &SnsConfig) -> crate::Result<Self> {
         if !config.topic_arn.starts_with("arn:") {
-            anyhow::bail!("route `{route}`: topic_arn `{}` is not an ARN (arn:aws:sns:REGION:ACCOUNT:NAME)", config.topic_arn);
+            anyhow::bail!(
+                "route `{route}`: topic_arn `{}` is not an ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                config.topic_arn
+            );
         }
         Ok(SnsSink { fifo: config.topic_arn.ends_with(".fifo"), config: config.clone(), client: OnceCell::new() })
     }
@@ -76,12 +79,17 @@ impl Sink for SnsSink {
             .message_attributes("policy_version", attribute(&d.policy_version))
             .message_attributes("idempotency_key", attribute(&d.idempotency_key));
         if self.fifo {
-            publish = publish.message_group_id(sns_safe_id(&d.key)).message_deduplication_id(sns_safe_id(&d.idempotency_key));
+            publish =
+                publish.message_group_id(sns_safe_id(&d.key)).message_deduplication_id(sns_safe_id(&d.idempotency_key));
         }
         match tokio::time::timeout(self.config.timeout + Duration::from_secs(1), publish.send()).await {
             Ok(Ok(_)) => SendOutcome::Delivered,
             Ok(Err(e)) => classify(&e),
-            Err(_) => SendOutcome::Retry { status: None, error: format!("sns: no answer within {:?}", self.config.timeout), retry_after: None },
+            Err(_) => SendOutcome::Retry {
+                status: None,
+                error: format!("sns: no answer within {:?}", self.config.timeout),
+                retry_after: None,
+            },
         }
     }
 }
