@@ -5,7 +5,7 @@
 use crate::policy::PolicyEvent;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::collections::HashMap;
+use serde::Deserialize;
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 256;
@@ -123,11 +123,70 @@ fn at(index: usize, line: Option<usize>, e: EventError) -> InvalidEvent {
 }
 
 /// Validates one event object. The error names the field.
+/// The known fields of a wire event, borrowed from the body (unknown fields are
+/// ignored, for forward compatibility). Each is type-checked on its own below so the
+/// error can name it.
+#[derive(Deserialize)]
+struct WireFields<'a> {
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
+    #[serde(borrow)]
+    run_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tenant: Option<&'a RawValue>,
+    #[serde(borrow)]
+    parent_run_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    parent_ids: Option<&'a RawValue>,
+    #[serde(borrow)]
+    root_run_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    step: Option<&'a RawValue>,
+    #[serde(borrow)]
+    tags: Option<&'a RawValue>,
+    #[serde(borrow)]
+    metadata: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    ts: Option<&'a RawValue>,
+    #[serde(borrow)]
+    idempotency_key: Option<&'a RawValue>,
+}
+
+impl<'a> WireFields<'a> {
+    fn field(&self, name: &str) -> Option<&'a RawValue> {
+        match name {
+            "event" => self.event,
+            "run_id" => self.run_id,
+            "name" => self.name,
+            "tenant" => self.tenant,
+            "parent_run_id" => self.parent_run_id,
+            "parent_ids" => self.parent_ids,
+            "root_run_id" => self.root_run_id,
+            "step" => self.step,
+            "tags" => self.tags,
+            "metadata" => self.metadata,
+            "data" => self.data,
+            "ts" => self.ts,
+            "idempotency_key" => self.idempotency_key,
+            _ => None,
+        }
+    }
+}
+
 pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventError> {
-    let fields: HashMap<String, &RawValue> =
-        serde_json::from_str(raw.get()).map_err(|_| format!("must be a JSON object, got {}", type_name_of_raw(raw)))?;
+    let fields: WireFields<'_> = serde_json::from_str(raw.get()).map_err(|e| {
+        if raw.get().trim_start().starts_with('{') {
+            format!("{e}")
+        } else {
+            format!("must be a JSON object, got {}", type_name_of_raw(raw))
+        }
+    })?;
     let get = |name: &str| -> Result<Option<Value>, String> {
-        match fields.get(name) {
+        match fields.field(name) {
             None => Ok(None),
             Some(r) => {
                 let v: Value = serde_json::from_str(r.get()).map_err(|e| format!("field `{name}`: {e}"))?;
@@ -194,7 +253,7 @@ pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventE
             return Err(format!("field `tags` must be an array of strings, got {}", type_name(&other)).into())
         }
     };
-    let metadata = match fields.get("metadata").map(|r| r.get()) {
+    let metadata = match fields.metadata.map(|r| r.get()) {
         None | Some("null") => "{}".to_string(),
         Some(text) if text.trim_start().starts_with('{') => text.to_string(),
         Some(_) => {
@@ -205,7 +264,7 @@ pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventE
             .into())
         }
     };
-    let data = fields.get("data").map(|r| r.get().to_string()).unwrap_or_else(|| "null".to_string());
+    let data = fields.data.map(|r| r.get().to_string()).unwrap_or_else(|| "null".to_string());
     let name = string("name")?.unwrap_or_default();
     let timestamp_ms = match get("ts")? {
         None => crate::delivery::clock::now_ms(),
@@ -323,6 +382,7 @@ mod tests {
                 "event 0: field `tenant` is `globex` but the token belongs to tenant `acme`",
             ),
             (r#"[1]"#, "event 0: must be a JSON object, got a number"),
+            (r#"{"event":"a","event":"b","run_id":"1"}"#, "event 0: duplicate field `event` at line 1 column 20"),
             ("[]", "the array holds no events"),
         ];
         for (body, want) in cases {
