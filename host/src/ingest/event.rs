@@ -3,9 +3,9 @@
 //! and the field.
 
 use crate::policy::PolicyEvent;
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use serde::Deserialize;
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 256;

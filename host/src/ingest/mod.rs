@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod event;
+pub mod langgraph;
 
 pub use event::{AcceptedEvent, BodyFormat};
 
@@ -26,7 +27,10 @@ impl From<AuthError> for ApiError {
 
 /// The ingest routes; the state is given by [`crate::server::router`].
 pub fn router() -> Router<Arc<App>> {
-    Router::new().route("/v1/events", post(post_events)).fallback(not_found)
+    Router::new()
+        .route("/v1/events", post(post_events))
+        .route("/v1/hooks/langgraph", post(langgraph::post_run))
+        .fallback(not_found)
 }
 
 async fn not_found() -> ApiError {
