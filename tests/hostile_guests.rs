@@ -9,6 +9,14 @@ const GOOD: &str = "good-token";
 const ADMIN: &str = "admin-token";
 const WAIT: Duration = Duration::from_secs(10);
 
+/// These tests run one at a time: the deadline test measures how promptly a guest is
+/// stopped, which other hostds compiling components on the same two cores would blur.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// hostd with tenant `evil` running `guest` (with `limits`) and tenant `good` running
 /// pass-through, both writing to files in the temp dir.
 fn start(guest: &str, limits: &str) -> Hostd {
@@ -93,6 +101,7 @@ fn stopped_after(error: &str) -> Duration {
 
 #[test]
 fn infinite_loop_hits_the_deadline() {
+    let _serial = serial();
     let mut h = start("hostile_deadline_loop", r#"deadline = "50ms""#);
     let letters = provoke(&mut h, "spin");
     assert_eq!(letters.len(), 1);
@@ -108,6 +117,7 @@ fn infinite_loop_hits_the_deadline() {
 
 #[test]
 fn memory_bomb_hits_the_cap() {
+    let _serial = serial();
     let mut h = start("hostile_memory_bomb", r#"memory = "8MiB""#);
     let letters = provoke(&mut h, "bomb");
     assert_eq!(letters.len(), 1);
@@ -117,6 +127,7 @@ fn memory_bomb_hits_the_cap() {
 
 #[test]
 fn trap_dead_letters_and_the_next_event_gets_a_fresh_instance() {
+    let _serial = serial();
     let mut h = start("hostile_trap_once", "");
     let ok = |h: &Hostd, run: &str, step: u64| {
         let ev = json!({"event": "on_tool_end", "name": "fine", "run_id": run, "step": step});
@@ -144,6 +155,7 @@ fn trap_dead_letters_and_the_next_event_gets_a_fresh_instance() {
 
 #[test]
 fn unknown_route_is_dead_lettered() {
+    let _serial = serial();
     let mut h = start("hostile_unknown_route", "");
     let letters = provoke(&mut h, "anything");
     assert_letter(&letters[0], "unknown_route");
@@ -152,6 +164,7 @@ fn unknown_route_is_dead_lettered() {
 
 #[test]
 fn oversize_output_is_dead_lettered() {
+    let _serial = serial();
     let mut h = start("hostile_oversize", "");
     let letters = provoke(&mut h, "big");
     assert_letter(&letters[0], "oversize_output");
@@ -164,6 +177,7 @@ fn oversize_output_is_dead_lettered() {
 
 #[test]
 fn garbage_payload_is_dead_lettered() {
+    let _serial = serial();
     let mut h = start("hostile_garbage_json", "");
     let letters = provoke(&mut h, "junk");
     assert_letter(&letters[0], "malformed_payload");
@@ -171,6 +185,7 @@ fn garbage_payload_is_dead_lettered() {
 
 #[test]
 fn on_policy_error_drop_drops_without_a_dead_letter() {
+    let _serial = serial();
     let config = format!(
         r#"
 [server]

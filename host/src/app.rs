@@ -222,13 +222,23 @@ impl App {
     }
 }
 
+/// Batches at least this large leave the async worker while the policy runs; smaller
+/// ones run inline (handing the worker off costs more than a few policy calls).
+const BLOCK_IN_PLACE_FROM: usize = 8;
+
 /// Evaluates a batch. Policy calls are CPU-bound and may run up to their deadline, so
-/// on a multi-threaded runtime they leave the async worker free for other requests.
+/// on a multi-threaded runtime a large batch leaves the async worker free for other
+/// requests.
 pub fn evaluate_all(policy: &PolicyInstancePool, events: &[AcceptedEvent]) -> Vec<Result<Outcome, PolicyError>> {
     let run = || events.iter().map(|e| policy.evaluate(&e.event)).collect();
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
-        _ => run(),
+    let multi_thread = matches!(
+        tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
+    );
+    if multi_thread && events.len() >= BLOCK_IN_PLACE_FROM {
+        tokio::task::block_in_place(run)
+    } else {
+        run()
     }
 }
 
