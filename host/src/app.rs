@@ -222,24 +222,24 @@ impl App {
     }
 }
 
-/// Batches at least this large leave the async worker while the policy runs; smaller
-/// ones run inline (handing the worker off costs more than a few policy calls).
-const BLOCK_IN_PLACE_FROM: usize = 8;
-
-/// Evaluates a batch. Policy calls are CPU-bound and may run up to their deadline, so
-/// on a multi-threaded runtime a large batch leaves the async worker free for other
-/// requests.
-pub fn evaluate_all(policy: &PolicyInstancePool, events: &[AcceptedEvent]) -> Vec<Result<Outcome, PolicyError>> {
-    let run = || events.iter().map(|e| policy.evaluate(&e.event)).collect();
-    let multi_thread = matches!(
-        tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread)
-    );
-    if multi_thread && events.len() >= BLOCK_IN_PLACE_FROM {
-        tokio::task::block_in_place(run)
-    } else {
-        run()
+/// Runs policy code (instantiation, `configure`, `evaluate`) from async code.
+///
+/// wasmtime-wasi's synchronous bindings serve a guest's WASI calls (a write to stderr,
+/// say) with `Handle::block_on`, which panics on a runtime worker thread. Inside
+/// `block_in_place` it is allowed, and the worker's other tasks move to another thread
+/// meanwhile — which CPU-bound policy calls that may run to their deadline want anyway.
+/// Off a multi-threaded runtime the work runs on a plain scoped thread.
+pub fn run_policy_code<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| s.spawn(f).join().expect("policy thread panicked")),
+        Err(_) => f(),
     }
+}
+
+/// Evaluates a batch, each event on the tenant's policy.
+pub fn evaluate_all(policy: &PolicyInstancePool, events: &[AcceptedEvent]) -> Vec<Result<Outcome, PolicyError>> {
+    run_policy_code(|| events.iter().map(|e| policy.evaluate(&e.event)).collect())
 }
 
 pub fn load_policy(engine: &PolicyEngine, tc: &TenantConfig) -> crate::Result<PolicyInstancePool> {

@@ -66,7 +66,8 @@ pub async fn serve(config: Config) -> crate::Result<()> {
         tracing::warn!("no token configured: accepting unauthenticated requests on the loopback listener {listen}");
     }
     let drain_timeout = config.server.drain_timeout;
-    let app = Arc::new(App::build(&config)?);
+    // Loading runs each policy's `configure`, which may write to stdout: see run_policy_code.
+    let app = Arc::new(crate::app::run_policy_code(|| App::build(&config))?);
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow!("server.listen: cannot bind {listen}: {e}"))?;
     let local = listener.local_addr()?;
