@@ -279,5 +279,6 @@ fn broker_down_for_ten_seconds_then_everything_is_delivered() {
         keys.len()
     );
     assert!(h.dlq(ADMIN).is_empty(), "nothing dead-lettered");
+    eprintln!("the broker fenced hostd's producer and it was replaced: {}", log.contains("replaced it with a new one"));
     broker.stop();
 }

@@ -14,22 +14,60 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Most records enqueued before awaiting their reports; librdkafka batches them.
 const MAX_BATCH: usize = 1000;
 
 pub struct KafkaSink {
-    producer: FutureProducer,
+    producer: Arc<SharedProducer>,
     topic: String,
     source: String,
 }
 
-/// Producers by their full client config: routes with the same brokers and options
-/// share one (one connection set, one idempotence sequence).
-fn producers() -> &'static Mutex<HashMap<String, FutureProducer>> {
-    static PRODUCERS: OnceLock<Mutex<HashMap<String, FutureProducer>>> = OnceLock::new();
+/// A producer shared by every route with the same client config (one connection set,
+/// one idempotence sequence). An idempotent producer that hits a fatal error (the
+/// broker fenced it, e.g. after a broker restart lost its producer state) is dead for
+/// good: it is replaced, and the failed records are retried on the new one.
+struct SharedProducer {
+    config: ClientConfig,
+    current: RwLock<(u64, FutureProducer)>,
+}
+
+impl SharedProducer {
+    fn get(&self) -> (u64, FutureProducer) {
+        let guard = self.current.read().expect("producer lock");
+        (guard.0, guard.1.clone())
+    }
+
+    /// Replaces generation `used` if it is still the current one and it is dead:
+    /// librdkafka reports a fatal error, or a record failed with a fencing error.
+    fn replace_if_fatal(&self, used: u64, producer: &FutureProducer, fenced: bool) {
+        let (code, reason) = match producer.client().fatal_error() {
+            Some(fatal) => fatal,
+            None if fenced => (RDKafkaErrorCode::ProducerFenced, "a record was fenced".to_string()),
+            None => return,
+        };
+        let mut guard = self.current.write().expect("producer lock");
+        if guard.0 != used {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!("kafka producer hit a fatal error ({code:?}: {reason}); replaced it with a new one");
+                *guard = (used + 1, fresh);
+            }
+            Err(e) => {
+                tracing::error!("kafka producer hit a fatal error ({code:?}: {reason}) and cannot be replaced: {e}")
+            }
+        }
+    }
+}
+
+/// Shared producers by their full client config.
+fn producers() -> &'static Mutex<HashMap<String, Arc<SharedProducer>>> {
+    static PRODUCERS: OnceLock<Mutex<HashMap<String, Arc<SharedProducer>>>> = OnceLock::new();
     PRODUCERS.get_or_init(Default::default)
 }
 
@@ -60,8 +98,9 @@ impl KafkaSink {
                 // The error names the bad option but never echoes a value (it may be a password).
                 let p: FutureProducer =
                     client.create().map_err(|e| anyhow!("route `{route}`: cannot create the Kafka producer: {e}"))?;
-                producers.insert(identity, p.clone());
-                p
+                let shared = Arc::new(SharedProducer { config: client.clone(), current: RwLock::new((0, p)) });
+                producers.insert(identity, shared.clone());
+                shared
             }
         };
         Ok(KafkaSink {
@@ -104,20 +143,25 @@ impl Sink for KafkaSink {
 
     /// Enqueues the whole batch, then awaits every delivery report.
     async fn send_batch(&self, batch: &[Delivery]) -> Vec<SendOutcome> {
+        let (generation, producer) = self.producer.get();
         let mut pending = Vec::with_capacity(batch.len());
         for d in batch {
             let record = FutureRecord::to(&self.topic).key(&d.key).payload(d.payload.get()).headers(self.headers(d));
-            pending.push(match self.producer.send_result(record) {
+            pending.push(match producer.send_result(record) {
                 Ok(future) => Ok(future),
                 Err((e, _)) => Err(classify(&e)),
             });
         }
         let mut out = Vec::with_capacity(pending.len());
+        let mut fenced = false;
         for p in pending {
             out.push(match p {
                 Ok(future) => match future.await {
                     Ok(Ok(_)) => SendOutcome::Delivered,
-                    Ok(Err((e, _))) => classify(&e),
+                    Ok(Err((e, _))) => {
+                        fenced |= is_fencing(&e);
+                        classify(&e)
+                    }
                     Err(_) => SendOutcome::Retry {
                         status: None,
                         error: "kafka: the producer dropped the message".into(),
@@ -127,14 +171,28 @@ impl Sink for KafkaSink {
                 Err(outcome) => outcome,
             });
         }
+        if out.iter().any(|o| *o != SendOutcome::Delivered) {
+            self.producer.replace_if_fatal(generation, &producer, fenced);
+        }
         out
     }
 }
 
 impl Drop for KafkaSink {
     fn drop(&mut self) {
-        let _ = self.producer.flush(Duration::from_secs(1));
+        let _ = self.producer.get().1.flush(Duration::from_secs(1));
     }
+}
+
+/// Errors after which an idempotent producer can never send again.
+fn is_fencing(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::ProducerFenced | C::InvalidProducerEpoch | C::OutOfOrderSequenceNumber | C::Fatal | C::UnknownProducerId
+        )
+    )
 }
 
 /// Retry what time can fix (broker down, timeouts, leader moves, NOT_ENOUGH_REPLICAS,
