@@ -53,6 +53,28 @@ fn route(stream: &str, concurrency: usize) -> RouteConfig {
     }
 }
 
+/// Puts N shaped deliveries for `route` into `spool`, as ingest would.
+async fn fill_spool(spool: &Spool, tenant: &Arc<str>, route: &str) {
+    for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
+        let items = chunk
+            .iter()
+            .map(|&i| AcceptItem {
+                idempotency_key: format!("k{i}"),
+                event_kind: "on_tool_end".into(),
+                policy_version: Arc::from("bench"),
+                event: RawValue::from_string("{}".into()).unwrap(),
+                shaped: Shaped::Deliver(vec![NewDelivery {
+                    route: route.into(),
+                    key: format!("run{}", i % 50),
+                    redactions: vec![],
+                    payload: RawValue::from_string(payload(i)).unwrap(),
+                }]),
+            })
+            .collect();
+        spool.accept(tenant.clone(), items, Duration::from_secs(60)).await.unwrap();
+    }
+}
+
 #[tokio::main]
 async fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -78,24 +100,7 @@ async fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(tmp.path(), Durability::Os).unwrap());
     let tenant: Arc<str> = Arc::from("bench");
-    for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
-        let items = chunk
-            .iter()
-            .map(|&i| AcceptItem {
-                idempotency_key: format!("k{i}"),
-                event_kind: "on_tool_end".into(),
-                policy_version: Arc::from("bench"),
-                event: RawValue::from_string("{}".into()).unwrap(),
-                shaped: Shaped::Deliver(vec![NewDelivery {
-                    route: "redis".into(),
-                    key: format!("run{}", i % 50),
-                    redactions: vec![],
-                    payload: RawValue::from_string(payload(i)).unwrap(),
-                }]),
-            })
-            .collect();
-        spool.accept(tenant.clone(), items, Duration::from_secs(60)).await.unwrap();
-    }
+    fill_spool(&spool, &tenant, "redis").await;
     let pending = spool.pending().await.unwrap();
     let mut deliverer = Deliverer::new();
     let rc = route("bench:sink", 4);
@@ -226,24 +231,7 @@ async fn main() {
         delivery: DeliveryOptions { concurrency: 4, ..DeliveryOptions::default() },
     };
     let kspool = Arc::new(Spool::open(&tmp.path().join("kafka"), Durability::Os).unwrap());
-    for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
-        let items = chunk
-            .iter()
-            .map(|&i| AcceptItem {
-                idempotency_key: format!("k{i}"),
-                event_kind: "on_tool_end".into(),
-                policy_version: Arc::from("bench"),
-                event: RawValue::from_string("{}".into()).unwrap(),
-                shaped: Shaped::Deliver(vec![NewDelivery {
-                    route: "kafka".into(),
-                    key: format!("run{}", i % 50),
-                    redactions: vec![],
-                    payload: RawValue::from_string(payload(i)).unwrap(),
-                }]),
-            })
-            .collect();
-        kspool.accept(tenant.clone(), items, Duration::from_secs(60)).await.unwrap();
-    }
+    fill_spool(&kspool, &tenant, "kafka").await;
     let pending = kspool.pending().await.unwrap();
     let mut kdeliverer = Deliverer::new();
     let sink = hostd::sinks::build("bench", "kafka", &kafka_route).unwrap();

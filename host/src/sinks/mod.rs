@@ -46,3 +46,15 @@ pub fn build(tenant: &str, route: &str, config: &RouteConfig) -> crate::Result<A
         RouteKind::Sns(c) => Arc::new(sns::SnsSink::new(route, c)?),
     })
 }
+
+/// An error and its causes on one line ("connection refused" is usually a cause).
+pub fn describe_error(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}

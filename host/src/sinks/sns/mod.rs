@@ -4,7 +4,7 @@
 //! idempotency key, so SNS itself drops a repeat within its 5-minute window.
 //! Credentials come from the standard AWS chain (env, profile, IMDS, ...).
 
-use super::Sink;
+use super::{describe_error, Sink};
 use crate::config::SnsConfig;
 use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
@@ -117,19 +117,8 @@ where
             }
         }
         SdkError::ConstructionFailure(_) => SendOutcome::Fatal { status: None, error: format!("sns: {e}") },
-        _ => SendOutcome::Retry { status: None, error: format!("sns: {}", describe(e)), retry_after: None },
+        _ => SendOutcome::Retry { status: None, error: format!("sns: {}", describe_error(e)), retry_after: None },
     }
-}
-
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

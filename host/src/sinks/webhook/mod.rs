@@ -4,7 +4,7 @@
 
 mod encode;
 
-use super::Sink;
+use super::{describe_error, Sink};
 use crate::config::WebhookConfig;
 use crate::delivery::retry::{parse_retry_after, SendOutcome};
 use crate::delivery::Delivery;
@@ -129,7 +129,7 @@ impl Sink for WebhookSink {
                 retry_after: None,
             },
             // `without_url`: a URL may carry a token in its query.
-            Err(e) => SendOutcome::Retry { status: None, error: describe(e.without_url()), retry_after: None },
+            Err(e) => SendOutcome::Retry { status: None, error: describe_error(&e.without_url()), retry_after: None },
         }
     }
 }
@@ -150,18 +150,6 @@ async fn excerpt(resp: reqwest::Response) -> String {
     let bytes = resp.bytes().await.unwrap_or_default();
     let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_EXCERPT)]);
     text.trim().to_string()
-}
-
-/// An error and its causes on one line ("connection refused" is usually a source).
-fn describe(e: reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]
