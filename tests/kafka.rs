@@ -67,6 +67,11 @@ struct Record {
 
 /// Consumes `topic` with a consumer group until `n` records or `timeout`.
 fn consume(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Record> {
+    consume_until(brokers, topic, timeout, |records| records.len() >= n)
+}
+
+/// Consumes `topic` with a consumer group until `done` says so or `timeout`.
+fn consume_until(brokers: &str, topic: &str, timeout: Duration, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("hostd-test"))
@@ -77,7 +82,7 @@ fn consume(brokers: &str, topic: &str, n: usize, timeout: Duration) -> Vec<Recor
     consumer.subscribe(&[topic]).unwrap();
     let start = Instant::now();
     let mut out = Vec::new();
-    while out.len() < n && start.elapsed() < timeout {
+    while !done(&out) && start.elapsed() < timeout {
         // The group join takes a few seconds with tansu; poll until then.
         let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
         let Ok(msg) = msg else { continue };
@@ -267,7 +272,12 @@ fn broker_down_for_ten_seconds_then_everything_is_delivered() {
     std::thread::sleep(Duration::from_secs(10));
     let mut broker = PrivateBroker::start(port);
     keys.extend(post_runs(&h, 10, 100..150, 100));
-    let records = consume(&brokers, &topic, keys.len(), Duration::from_secs(120));
+    // Wait for every key, not for a count: a retried record can repeat.
+    let all_keys = |records: &[Record]| {
+        let got: HashSet<&str> = records.iter().map(|r| r.headers["idempotency-key"].as_str()).collect();
+        keys.iter().all(|k| got.contains(k.as_str()))
+    };
+    let records = consume_until(&brokers, &topic, Duration::from_secs(120), all_keys);
     let got: HashSet<&str> = records.iter().map(|r| r.headers["idempotency-key"].as_str()).collect();
     let missing: Vec<&String> = keys.iter().filter(|k| !got.contains(k.as_str())).take(5).collect();
     let log = h.stderr();
