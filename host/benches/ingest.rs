@@ -7,8 +7,11 @@
 //!
 //! `make bench` runs it; results go in BENCHMARKS.md.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use axum::routing::post;
-use hostd::config::{Config, Durability, RouteConfig, RouteKind, ServerConfig, TenantConfig, WebhookConfig};
+use hostd::config::{Config, Durability, RouteConfig, RouteKind, WebhookConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,25 +28,9 @@ fn free_addr() -> SocketAddr {
 }
 
 fn config(listen: SocketAddr, data_dir: PathBuf, durability: Durability, route: RouteKind) -> Config {
-    let plugin =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release/pass_through.wasm");
-    assert!(plugin.exists(), "run `make plugins` first");
     let mut route = RouteConfig::new(route);
     route.delivery.concurrency = 64;
-    Config {
-        server: ServerConfig { listen, data_dir, durability, body_limit: 8 << 20, ..ServerConfig::default() },
-        tenants: vec![TenantConfig {
-            id: "bench".into(),
-            token_env: None,
-            token_file: None,
-            policy: plugin,
-            policy_config: None,
-            on_policy_error: Default::default(),
-            limits: Default::default(),
-            routes: BTreeMap::from([("default".to_string(), route)]),
-            token: Some(TOKEN.into()),
-        }],
-    }
+    common::one_tenant(listen, data_dir, durability, route, TOKEN)
 }
 
 /// A ~1 KB on_tool_end event; `sent_us` lets the receiver measure end-to-end latency.

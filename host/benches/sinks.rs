@@ -4,16 +4,15 @@
 //! - sink stage: shaped deliveries already in the spool → route queue → Redis;
 //! - end to end: HTTP ingest → Rust policy → spool → Redis, 8 clients, batches of 100.
 
-use hostd::config::{
-    Config, DeliveryOptions, Durability, KafkaConfig, RedisStreamConfig, RouteConfig, RouteKind, ServerConfig,
-    TenantConfig,
-};
+#[path = "common/mod.rs"]
+mod common;
+
+use hostd::config::{DeliveryOptions, Durability, KafkaConfig, RedisStreamConfig, RouteConfig, RouteKind};
 use hostd::delivery::Deliverer;
 use hostd::spool::{AcceptItem, NewDelivery, Shaped, Spool};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -112,28 +111,8 @@ async fn main() {
     let sink_rate = N as f64 / start.elapsed().as_secs_f64();
 
     // End to end through the HTTP server.
-    let plugin =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release/pass_through.wasm");
     let listen = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let config = Config {
-        server: ServerConfig {
-            listen,
-            data_dir: tmp.path().join("e2e"),
-            body_limit: 8 << 20,
-            ..ServerConfig::default()
-        },
-        tenants: vec![TenantConfig {
-            id: "bench".into(),
-            token_env: None,
-            token_file: None,
-            policy: plugin,
-            policy_config: None,
-            on_policy_error: Default::default(),
-            limits: Default::default(),
-            routes: BTreeMap::from([("default".to_string(), route("bench:e2e", 4))]),
-            token: Some("t".into()),
-        }],
-    };
+    let config = common::one_tenant(listen, tmp.path().join("e2e"), Durability::Fsync, route("bench:e2e", 4), "t");
     tokio::spawn(async move { hostd::serve(config).await.unwrap() });
     let http = reqwest::Client::new();
     let base = format!("http://{listen}");

@@ -83,6 +83,13 @@ struct SelectionArgs {
     /// Every entry matching the filters instead of ids.
     #[arg(long, conflicts_with = "ids")]
     all: bool,
+    #[command(flatten)]
+    filter: FilterArgs,
+}
+
+/// Which DLQ entries: every set filter must match.
+#[derive(Args)]
+struct FilterArgs {
     #[arg(long)]
     tenant: Option<String>,
     #[arg(long)]
@@ -94,13 +101,16 @@ struct SelectionArgs {
 
 impl SelectionArgs {
     fn into_selection(self) -> hostd::admin::cli::Selection {
-        hostd::admin::cli::Selection {
-            ids: self.ids,
-            all: self.all,
-            tenant: self.tenant,
-            route: self.route,
-            since: self.since,
-        }
+        let mut selection = self.filter.into_selection();
+        selection.ids = self.ids;
+        selection.all = self.all;
+        selection
+    }
+}
+
+impl FilterArgs {
+    fn into_selection(self) -> hostd::admin::cli::Selection {
+        hostd::admin::cli::Selection { tenant: self.tenant, route: self.route, since: self.since, ..Default::default() }
     }
 }
 
@@ -108,12 +118,8 @@ impl SelectionArgs {
 enum DlqCommand {
     /// One JSON line per entry.
     List {
-        #[arg(long)]
-        tenant: Option<String>,
-        #[arg(long)]
-        route: Option<String>,
-        #[arg(long)]
-        since: Option<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
         #[arg(long)]
         limit: Option<usize>,
     },
@@ -210,10 +216,7 @@ fn dlq(endpoint: EndpointArgs, command: DlqCommand) -> hostd::Result<()> {
     let mut out = std::io::stdout().lock();
     runtime.block_on(async {
         match command {
-            DlqCommand::List { tenant, route, since, limit } => {
-                let sel = cli::Selection { tenant, route, since, ..Default::default() };
-                cli::list(&ep, &sel, limit, &mut out).await
-            }
+            DlqCommand::List { filter, limit } => cli::list(&ep, &filter.into_selection(), limit, &mut out).await,
             DlqCommand::Show { id } => cli::show(&ep, id, &mut out).await,
             DlqCommand::Replay { selection, through_policy, .. } => {
                 cli::replay(&ep, &selection.into_selection(), through_policy, &mut out).await
