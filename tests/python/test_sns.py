@@ -70,6 +70,7 @@ topic_arn = "{arn}"
 region = "us-east-1"
 endpoint_url = "{MOTO}"
 retry = ["200ms", "400ms"]
+ordering = "per-key"
 """
     return text
 
