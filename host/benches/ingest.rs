@@ -10,6 +10,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
+/// The allocator the hostd binary uses, so in-process numbers match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use axum::routing::post;
 use hostd::config::{Config, Durability, RouteConfig, RouteKind, WebhookConfig};
 use std::collections::BTreeMap;

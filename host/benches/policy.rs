@@ -4,6 +4,10 @@
 //!
 //! Run with `make bench`; results and the ratios go in BENCHMARKS.md.
 
+/// The allocator the hostd binary uses, so in-process numbers match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hostd::config::PolicyLimits;
 use hostd::policy::decision::RouteSet;

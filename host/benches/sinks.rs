@@ -7,6 +7,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
+/// The allocator the hostd binary uses, so in-process numbers match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use hostd::config::{DeliveryOptions, Durability, KafkaConfig, RedisStreamConfig, RouteConfig, RouteKind};
 use hostd::delivery::Deliverer;
 use hostd::spool::{AcceptItem, NewDelivery, Shaped, Spool};
