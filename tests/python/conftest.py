@@ -29,6 +29,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def fan_out_config(routes: list, admin: bool = True) -> str:
+    """The config head of tenant `acme` (token in ACME_TOKEN) whose fan-out policy
+    delivers every event to each of `routes`; append the `[tenants.routes.NAME]` tables."""
+    admin_line = 'admin_token_env = "ADMIN_TOKEN"\n' if admin else ""
+    names = ", ".join(f'"{r}"' for r in routes)
+    return (
+        f'[server]\ndata_dir = "{{dir}}/data"\n{admin_line}'
+        f'[[tenants]]\nid = "acme"\ntoken_env = "ACME_TOKEN"\npolicy = "{plugin("fan_out")}"\n'
+        f"policy_config = {{ routes = [{names}] }}\n"
+    )
+
+
 class Hostd:
     """hostd started on a config in a temp dir; stopped at teardown."""
 

@@ -12,7 +12,7 @@ import httpx
 import redis
 from confluent_kafka import Consumer
 
-from conftest import REDIS_URL, plugin, post_events
+from conftest import REDIS_URL, fan_out_config, post_events
 from test_sns import AWS_ENV, MOTO, drain, topic_with_queue
 
 KAFKA = os.environ.get("HOSTD_TEST_KAFKA", "127.0.0.1:19092")
@@ -32,15 +32,7 @@ def kafka_records(topic: str, want: int, timeout: float = 60.0) -> list:
 
 
 def config(webhook_url: str, topic: str, stream: str, sns_arn: str) -> str:
-    return f"""
-[server]
-data_dir = "{{dir}}/data"
-admin_token_env = "ADMIN_TOKEN"
-[[tenants]]
-id = "acme"
-token_env = "ACME_TOKEN"
-policy = "{plugin('fan_out')}"
-policy_config = {{ routes = ["webhook", "kafka", "redis", "sns"] }}
+    return fan_out_config(["webhook", "kafka", "redis", "sns"]) + f"""
 [tenants.routes.webhook]
 type = "webhook"
 url = "{webhook_url}"

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from conftest import REDIS_URL, ROOT, Recorder, free_port, plugin, post_events
+from conftest import REDIS_URL, ROOT, Recorder, fan_out_config, free_port, post_events
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-example-signing-key").decode()
 
@@ -48,14 +48,7 @@ def lines(path: pathlib.Path) -> list:
 def test_receiver_verifies_and_dedupes(start_hostd, receiver):
     url, out = receiver
     # A recorder in front lets the test replay exactly what hostd sent.
-    config = f"""
-[server]
-data_dir = "{{dir}}/data"
-[[tenants]]
-id = "acme"
-token_env = "ACME_TOKEN"
-policy = "{plugin('fan_out')}"
-policy_config = {{ routes = ["receiver", "copy"] }}
+    config = fan_out_config(["receiver", "copy"], admin=False) + f"""
 [tenants.routes.receiver]
 type = "webhook"
 url = "{url}/"

@@ -11,7 +11,7 @@ import boto3
 import httpx
 import pytest
 
-from conftest import plugin, post_events
+from conftest import fan_out_config, post_events
 
 MOTO = os.environ.get("HOSTD_TEST_MOTO", "http://127.0.0.1:15000")
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
@@ -53,16 +53,7 @@ def drain(queue_url: str, want: int, timeout: float = 20.0) -> list:
 
 
 def config(routes: dict) -> str:
-    text = f"""
-[server]
-data_dir = "{{dir}}/data"
-admin_token_env = "ADMIN_TOKEN"
-[[tenants]]
-id = "acme"
-token_env = "ACME_TOKEN"
-policy = "{plugin('fan_out')}"
-policy_config = {{ routes = {json.dumps(list(routes))} }}
-"""
+    text = fan_out_config(list(routes))
     for name, arn in routes.items():
         text += f"""[tenants.routes.{name}]
 type = "sns"
