@@ -51,13 +51,14 @@ TEST_ENV = HOSTD_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 HOSTD_TEST_KAF
 	HOSTD_TEST_MOTO=http://127.0.0.1:$(MOTO_PORT) HOSTD_TEST_TANSU=$(TANSU)
 
 test-python:
-	$(TEST_ENV) $(PY) -m pytest -q tests/python
+	$(TEST_ENV) $(PY) -m pytest -q tests/python clients/python/tests
 
 ## A local Python environment with the pinned test tooling.
 py-env: $(VENV)/.installed
-$(VENV)/.installed: tests/python/requirements.txt
+$(VENV)/.installed: tests/python/requirements.txt clients/python/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e clients/python
 	touch $@
 
 ## Start the test services on loopback test ports (idempotent): Redis without persistence,
@@ -81,11 +82,13 @@ services-stop:
 	@-redis-cli -p $(REDIS_PORT) shutdown nosave >/dev/null 2>&1; true
 	@-for s in tansu moto; do test -f $(SERVICES)/$$s.pid && kill $$(cat $(SERVICES)/$$s.pid) 2>/dev/null; rm -f $(SERVICES)/$$s.pid; done; true
 
-## Benchmarks (policy, ingest + webhooks, Redis sink); results go in BENCHMARKS.md.
-bench: plugins
+## Benchmarks (policy, ingest + webhooks, sinks, the Python client); results go in BENCHMARKS.md.
+bench: plugins py-env
 	@$(MAKE) --no-print-directory services
 	@status=0; \
 	$(CARGO) bench -p hostd --bench policy --bench ingest --bench sinks || status=$$?; \
+	$(CARGO) build --release --bin hostd && \
+	$(PY) clients/python/bench/bench_handlers.py --hostd target/release/hostd || status=$$?; \
 	$(MAKE) --no-print-directory services-stop; \
 	exit $$status
 

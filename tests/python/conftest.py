@@ -44,11 +44,11 @@ def fan_out_config(routes: list, admin: bool = True) -> str:
 class Hostd:
     """hostd started on a config in a temp dir; stopped at teardown."""
 
-    def __init__(self, tmp: pathlib.Path, config: str, env: dict):
+    def __init__(self, tmp: pathlib.Path, config: str, env: dict, listen: str = "127.0.0.1:0"):
         assert HOSTD.exists(), f"{HOSTD} is missing: run `make test` (it builds the binary)"
         (tmp / "hostd.toml").write_text(config.replace("{dir}", str(tmp)))
         self.proc = subprocess.Popen(
-            [str(HOSTD), "--config", str(tmp / "hostd.toml"), "--listen", "127.0.0.1:0"],
+            [str(HOSTD), "--config", str(tmp / "hostd.toml"), "--listen", listen],
             cwd=tmp,
             env={**os.environ, "RUST_LOG": "info", **env},
             stdout=subprocess.DEVNULL,
@@ -82,8 +82,8 @@ class Hostd:
 def start_hostd(tmp_path):
     started = []
 
-    def start(config: str, env: dict) -> Hostd:
-        h = Hostd(tmp_path, config, env)
+    def start(config: str, env: dict, listen: str = "127.0.0.1:0") -> Hostd:
+        h = Hostd(tmp_path, config, env, listen)
         started.append(h)
         return h
 
