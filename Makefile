@@ -23,7 +23,8 @@ tools:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
 ## Build every example and test policy as a Wasm component.
-plugins: tools
+include plugins/guests.mk
+plugins: tools guests
 	cd plugins && $(CARGO) build --release --target $(WASM_TARGET)
 
 ## Build the host (dependencies are optimised even in dev builds; see Cargo.toml).
