@@ -2,24 +2,29 @@
 //! the delivery stage. Ingest calls [`App::accept`]; the admin API calls the DLQ
 //! operations.
 
-use crate::config::{Config, OnPolicyError, TenantConfig};
+use crate::config::{Config, OnPolicyError, ServerConfig, TenantConfig};
 use crate::delivery::{Deliverer, Delivery};
 use crate::ingest::auth::TenantTokens;
 use crate::ingest::AcceptedEvent;
-use crate::policy::decision::RouteSet;
+use crate::policy::live::{LivePolicy, PolicyStats};
 use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyInstancePool};
 use crate::sinks;
 use crate::spool::{AcceptItem, Accepted, NewDelivery, Shaped, Spool, SpoolError};
+use crate::swap::PolicySource;
 use crate::telemetry::metrics_names as m;
 use anyhow::{anyhow, Context};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A tenant as the running daemon sees it.
 pub struct Tenant {
     pub id: Arc<str>,
-    policy: RwLock<Arc<PolicyInstancePool>>,
+    /// The active and previous policy versions and their statistics.
+    pub live: LivePolicy,
+    /// Where the policy comes from (file, config, limits, fixtures): what a reload uses.
+    pub source: Mutex<PolicySource>,
     on_policy_error: OnPolicyError,
 }
 
@@ -27,7 +32,7 @@ impl Tenant {
     /// The active policy version. Callers hold the `Arc` for the whole evaluation, so
     /// a swap never changes the version under an event already being evaluated.
     pub fn policy(&self) -> Arc<PolicyInstancePool> {
-        self.policy.read().expect("policy lock").clone()
+        self.live.current()
     }
 }
 
@@ -41,6 +46,10 @@ pub struct App {
     dedupe_window: Duration,
     drain_timeout: Duration,
     draining: AtomicBool,
+    engine: PolicyEngine,
+    /// The config file, for SIGHUP reloads (none for the quickstart flags).
+    config_path: Option<PathBuf>,
+    server: ServerConfig,
 }
 
 impl App {
@@ -49,11 +58,15 @@ impl App {
     /// startup with an error that names the tenant and the part.
     pub fn build(config: &Config) -> crate::Result<App> {
         config.validate_shape()?;
-        let engine = PolicyEngine::new()?;
+        let engine = PolicyEngine::new()?.with_disk_cache(&config.server.data_dir.join("compiled"))?;
+        // Each load keeps the instance `configure` ran on only while it fits the budget,
+        // so starting 1,000 tenants does not hold 1,000 instances.
+        engine.idle_budget().set_limit(config.server.policy_memory_budget);
         let spool = Arc::new(Spool::open(&config.server.data_dir, config.server.durability)?);
         let mut deliverer = Deliverer::new();
         let mut tenants = Vec::with_capacity(config.tenants.len());
         let mut tokens = Vec::new();
+
         for (index, tc) in config.tenants.iter().enumerate() {
             if let Some(token) = tc.read_token()? {
                 tokens.push((index, token));
@@ -63,8 +76,15 @@ impl App {
                 let sink = sinks::build(&tc.id, name, rc).with_context(|| format!("tenant `{}`", tc.id))?;
                 deliverer.add_route(id.clone(), name.clone(), sink, &rc.delivery, spool.clone());
             }
-            let policy = load_policy(&engine, tc)?;
-            tenants.push(Tenant { id, policy: RwLock::new(Arc::new(policy)), on_policy_error: tc.on_policy_error });
+            let source = PolicySource::of(tc);
+            let policy = source.load(&engine, &tc.id, None, None).map_err(|e| anyhow!("tenant `{}`: {e}", tc.id))?;
+
+            tenants.push(Tenant {
+                id,
+                live: LivePolicy::new(policy, "startup"),
+                source: Mutex::new(source),
+                on_policy_error: tc.on_policy_error,
+            });
         }
         let admin_token = match &config.server.admin_token_env {
             Some(var) => {
@@ -84,7 +104,28 @@ impl App {
             dedupe_window: config.server.dedupe_window,
             drain_timeout: config.server.drain_timeout,
             draining: AtomicBool::new(false),
+            engine,
+            config_path: None,
+            server: config.server.clone(),
         })
+    }
+
+    /// Remembers the config file SIGHUP reloads.
+    pub fn with_config_path(mut self, path: Option<PathBuf>) -> Self {
+        self.config_path = path;
+        self
+    }
+
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config_path.as_deref()
+    }
+
+    pub fn engine(&self) -> &PolicyEngine {
+        &self.engine
+    }
+
+    pub fn server_config(&self) -> &ServerConfig {
+        &self.server
     }
 
     pub fn tokens(&self) -> &TenantTokens {
@@ -128,7 +169,7 @@ impl App {
     pub async fn accept(&self, tenant_index: usize, events: Vec<AcceptedEvent>) -> Result<Vec<Accepted>, SpoolError> {
         let tenant = &self.tenants[tenant_index];
         let policy = tenant.policy();
-        let outcomes = evaluate_all(&policy, &events);
+        let outcomes = evaluate_timed(&policy, &tenant.live.stats, &events);
         let items = events.into_iter().zip(outcomes).map(|(e, o)| self.shape(tenant, &policy, e, o)).collect();
         let mut accepted = self.spool.accept(tenant.id.clone(), items, self.dedupe_window).await?;
         let label = [("tenant", tenant.id.to_string())];
@@ -242,8 +283,25 @@ pub fn evaluate_all(policy: &PolicyInstancePool, events: &[AcceptedEvent]) -> Ve
     run_policy_code(|| events.iter().map(|e| policy.evaluate(&e.event)).collect())
 }
 
+/// [`evaluate_all`], recording each call's time and fault in the tenant's statistics.
+pub fn evaluate_timed(
+    policy: &PolicyInstancePool,
+    stats: &PolicyStats,
+    events: &[AcceptedEvent],
+) -> Vec<Result<Outcome, PolicyError>> {
+    run_policy_code(|| {
+        events
+            .iter()
+            .map(|e| {
+                let started = std::time::Instant::now();
+                let outcome = policy.evaluate(&e.event);
+                stats.record(started.elapsed(), outcome.as_ref().err().map(|err| err.fault.kind()));
+                outcome
+            })
+            .collect()
+    })
+}
+
 pub fn load_policy(engine: &PolicyEngine, tc: &TenantConfig) -> crate::Result<PolicyInstancePool> {
-    let routes = RouteSet::Only(tc.routes.keys().cloned().collect());
-    PolicyInstancePool::load_file(engine, &tc.id, &tc.policy, Config::policy_config_json(tc), tc.limits.clone(), routes)
-        .map_err(|e| anyhow!("tenant `{}`: {e:#}", tc.id))
+    PolicySource::of(tc).load(engine, &tc.id, None, None).map_err(|e| anyhow!("tenant `{}`: {e}", tc.id))
 }

@@ -2,8 +2,11 @@
 //! tenant's sandboxed Wasm policy, and delivers what the policy keeps.
 //!
 //! Data moves forward only: [`ingest`] → [`policy`] → [`spool`] → [`delivery`] → [`sinks`].
-//! [`app`] wires the stages together; `main.rs` only parses the command line.
-#![forbid(unsafe_code)]
+//! [`app`] wires the stages together; [`swap`] replaces a tenant's policy while it runs;
+//! `main.rs` only parses the command line.
+// One `unsafe` in the crate: loading compiled components from hostd's own cache
+// (policy/engine.rs); everything else is safe Rust.
+#![deny(unsafe_code)]
 
 pub mod admin;
 pub mod api_error;
@@ -18,6 +21,7 @@ pub mod server;
 pub mod signing;
 pub mod sinks;
 pub mod spool;
+pub mod swap;
 pub mod telemetry;
 pub mod units;
 

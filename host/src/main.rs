@@ -207,7 +207,7 @@ fn serve(args: ServeArgs) -> hostd::Result<()> {
         config.server.listen = listen;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(hostd::serve(config))
+    runtime.block_on(hostd::server::serve_with(config, args.config.clone()))
 }
 
 fn dlq(endpoint: EndpointArgs, command: DlqCommand) -> hostd::Result<()> {

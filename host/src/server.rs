@@ -60,6 +60,11 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 
 /// Runs until SIGINT / SIGTERM, then drains.
 pub async fn serve(config: Config) -> crate::Result<()> {
+    serve_with(config, None).await
+}
+
+/// [`serve`], reloading policies from `config_path` on SIGHUP.
+pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>) -> crate::Result<()> {
     telemetry::prometheus();
     let listen = config.server.listen;
     if config.server.allow_unauthenticated {
@@ -67,7 +72,9 @@ pub async fn serve(config: Config) -> crate::Result<()> {
     }
     let drain_timeout = config.server.drain_timeout;
     // Loading runs each policy's `configure`, which may write to stdout: see run_policy_code.
-    let app = Arc::new(crate::app::run_policy_code(|| App::build(&config))?);
+    let started = Instant::now();
+    let app = Arc::new(crate::app::run_policy_code(|| App::build(&config))?.with_config_path(config_path));
+    tracing::info!("loaded {} tenant policies in {:?}", app.tenants().len(), started.elapsed());
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow!("server.listen: cannot bind {listen}: {e}"))?;
     let local = listener.local_addr()?;
@@ -87,6 +94,13 @@ pub async fn serve(config: Config) -> crate::Result<()> {
             expiry_app.spool().expire_keys(window);
         }
     });
+
+    let _watcher = match config.server.watch_policies {
+        true => Some(crate::swap::watch_policy_files(app.clone())?),
+        false => None,
+    };
+    tokio::spawn(crate::swap::reload_on_sighup(app.clone()));
+    tokio::spawn(crate::swap::evict_idle_instances(app.clone()));
 
     let stop = CancellationToken::new();
     let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(stop.clone().cancelled_owned());

@@ -26,6 +26,7 @@ pub mod metrics_names {
     pub const DELIVERY_LATENCY: &str = "hostd_delivery_latency_seconds";
     pub const SPOOL_DEPTH: &str = "hostd_spool_depth";
     pub const DLQ_DEPTH: &str = "hostd_dlq_depth";
+    pub const POLICY_SWAPS: &str = "hostd_policy_swaps_total";
 }
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

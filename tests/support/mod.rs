@@ -60,6 +60,17 @@ impl Hostd {
         Self::start_in(dir, &["--config", &path], envs)
     }
 
+    /// [`Hostd::with_config`], after `prepare` has put files in the temp dir.
+    pub fn with_config_files(config: &str, envs: &[(&str, &str)], prepare: impl FnOnce(&Path)) -> Hostd {
+        let dir = tempfile::tempdir().expect("temp dir");
+        prepare(dir.path());
+        let text = config.replace("{dir}", dir.path().to_str().expect("utf-8 temp path"));
+        let path = dir.path().join("hostd.toml");
+        std::fs::write(&path, text).expect("write config");
+        let path = path.to_str().expect("utf-8").to_string();
+        Self::start_in(dir, &["--config", &path], envs)
+    }
+
     fn start_in(dir: tempfile::TempDir, args: &[&str], envs: &[(&str, &str)]) -> Hostd {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -23,6 +23,7 @@ pub fn one_tenant(
             token_file: None,
             policy: plugin,
             policy_config: None,
+            policy_tests: None,
             on_policy_error: Default::default(),
             limits: Default::default(),
             routes: BTreeMap::from([("default".to_string(), route)]),

@@ -1,8 +1,10 @@
-//! The admin API: the DLQ (list, show, replay, purge). The admin token
+//! The admin API: the DLQ (list, show, replay, purge) and, in [`policy`], tenants'
+//! live policies. The admin token
 //! (`[server] admin_token_env`) sees every tenant; a tenant's own token sees only its
 //! own entries and gets 403 on anyone else's.
 
 pub mod cli;
+pub mod policy;
 
 use crate::api_error::ApiError;
 use crate::app::{evaluate_all, App};
@@ -30,6 +32,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/admin/v1/dlq/replay", post(replay))
         .route("/admin/v1/dlq/purge", post(purge))
         .route("/admin/v1/dlq/{id}", get(show).delete(delete))
+        .merge(policy::router())
 }
 
 fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {

@@ -54,6 +54,18 @@ pub struct ServerConfig {
     /// `none`: benchmarks only.
     #[serde(default)]
     pub durability: Durability,
+    /// Reload a tenant's policy when its file changes (write it elsewhere and `mv` it
+    /// into place: a half-written file is refused and the old version keeps serving).
+    #[serde(default = "default_true")]
+    pub watch_policies: bool,
+    /// Idle policy instances of a tenant that made no call for this long are freed (the
+    /// compiled component stays; the next call instantiates again).
+    #[serde(default = "default_policy_idle_ttl", deserialize_with = "de_duration")]
+    pub policy_idle_ttl: Duration,
+    /// Linear memory all tenants' idle instances may hold together; beyond it the least
+    /// recently used tenants' idle instances are freed first.
+    #[serde(default = "default_policy_memory_budget", deserialize_with = "de_size")]
+    pub policy_memory_budget: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -77,8 +89,21 @@ impl Default for ServerConfig {
             dedupe_window: default_dedupe_window(),
             drain_timeout: default_drain_timeout(),
             durability: Durability::default(),
+            watch_policies: true,
+            policy_idle_ttl: default_policy_idle_ttl(),
+            policy_memory_budget: default_policy_memory_budget(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_policy_idle_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_policy_memory_budget() -> u64 {
+    512 << 20
 }
 
 fn default_dedupe_window() -> Duration {
@@ -111,6 +136,11 @@ pub struct TenantConfig {
     /// Passed to the policy's `configure` as JSON.
     #[serde(default)]
     pub policy_config: Option<toml::Table>,
+    /// JSONL fixtures every new version of the policy must pass before it is swapped in
+    /// (and at startup): `{"event": {...}, "expect": {...}}` per line, `expect` being a
+    /// subset of what `hostd policy test` prints as `result`.
+    #[serde(default)]
+    pub policy_tests: Option<PathBuf>,
     #[serde(default)]
     pub on_policy_error: OnPolicyError,
     #[serde(default)]
@@ -133,7 +163,7 @@ pub enum OnPolicyError {
 }
 
 /// Per-tenant sandbox limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyLimits {
     /// Wall-clock budget of one `evaluate`, enforced by epoch interruption.
@@ -209,6 +239,7 @@ impl Config {
                 token_file: None,
                 policy: q.plugin,
                 policy_config: q.policy_config,
+                policy_tests: None,
                 on_policy_error: OnPolicyError::default(),
                 limits: PolicyLimits::default(),
                 routes: BTreeMap::from([("default".to_string(), route)]),

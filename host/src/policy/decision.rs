@@ -27,7 +27,7 @@ pub enum Outcome {
 }
 
 /// The routes a policy may name: a tenant's configured set, or any (offline tests).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteSet {
     Only(HashSet<String>),
     Any,

@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod decision;
 pub mod engine;
 pub mod fault;
+pub mod live;
 pub mod pool;
 pub mod sandbox;
 

@@ -10,11 +10,13 @@ use super::engine::PolicyEngine;
 use super::fault::{PolicyError, PolicyFault};
 use super::sandbox::{GuestLog, GuestState};
 use crate::config::PolicyLimits;
+use crate::delivery::clock::now_ms;
 use anyhow::{anyhow, Context};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 /// The exports the `hostd:policy/event-policy@0.1.0` world requires.
@@ -35,11 +37,26 @@ pub struct PolicyInstancePool {
     routes: RouteSet,
     log: GuestLog,
     idle: Mutex<Vec<PolicyInstance>>,
+    /// When the last call started (ms since the epoch), for idle eviction.
+    last_used_ms: AtomicU64,
 }
 
 struct PolicyInstance {
     store: Store<GuestState>,
     bindings: EventPolicy,
+}
+
+impl PolicyInstance {
+    /// Linear memory it holds (what the idle budget counts).
+    fn memory(&self) -> u64 {
+        self.store.data().limiter.high_water
+    }
+}
+
+impl Drop for PolicyInstancePool {
+    fn drop(&mut self) {
+        self.evict_idle();
+    }
 }
 
 impl PolicyInstancePool {
@@ -56,8 +73,10 @@ impl PolicyInstancePool {
     ) -> crate::Result<Self> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let version: Arc<str> = Arc::from(&sha256[..12]);
-        let component = Component::new(engine.engine(), bytes)
+        let (component, from) = engine
+            .compile(bytes, &sha256)
             .map_err(|e| anyhow!("not a valid Wasm component: {}", one_line(&e.to_string())))?;
+        tracing::debug!(tenant, version = &sha256[..12], "compiled policy: {from:?}");
         let ty = component.component_type();
         let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
         let missing: Vec<&str> = REQUIRED_EXPORTS.iter().copied().filter(|r| !exports.contains(r)).collect();
@@ -89,10 +108,11 @@ impl PolicyInstancePool {
             limits,
             routes,
             idle: Mutex::new(Vec::new()),
+            last_used_ms: AtomicU64::new(now_ms()),
         };
         // Instantiate and configure once now, so a bad config is refused at load time.
         let first = pool.instantiate().map_err(|f| anyhow!("{f}"))?;
-        pool.idle.lock().expect("idle instances lock").push(first);
+        pool.keep(first);
         Ok(pool)
     }
 
@@ -125,21 +145,67 @@ impl PolicyInstancePool {
         &self.tenant
     }
 
+    /// The JSON handed to `configure`.
+    pub fn config_json(&self) -> &str {
+        &self.config_json
+    }
+
+    pub fn limits(&self) -> &PolicyLimits {
+        &self.limits
+    }
+
+    pub fn routes(&self) -> &RouteSet {
+        &self.routes
+    }
+
+    /// Instances kept for reuse right now.
+    pub fn idle_instances(&self) -> usize {
+        self.idle.lock().expect("idle instances lock").len()
+    }
+
+    /// Linear memory held by the idle instances.
+    pub fn idle_memory(&self) -> u64 {
+        self.idle.lock().expect("idle instances lock").iter().map(PolicyInstance::memory).sum()
+    }
+
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    /// Frees every idle instance (the compiled component stays); returns how many.
+    pub fn evict_idle(&self) -> usize {
+        let freed = std::mem::take(&mut *self.idle.lock().expect("idle instances lock"));
+        self.engine.idle_budget().release(freed.iter().map(PolicyInstance::memory).sum());
+        freed.len()
+    }
+
+    /// Keeps an instance for reuse if this version keeps fewer than the most and all
+    /// tenants' idle instances stay within the memory budget; otherwise it is freed.
+    fn keep(&self, instance: PolicyInstance) {
+        let mut idle = self.idle.lock().expect("idle instances lock");
+        if idle.len() < MAX_IDLE_INSTANCES && self.engine.idle_budget().try_take(instance.memory()) {
+            idle.push(instance);
+        }
+    }
+
+    fn take_idle(&self) -> Option<PolicyInstance> {
+        let instance = self.idle.lock().expect("idle instances lock").pop()?;
+        self.engine.idle_budget().release(instance.memory());
+        Some(instance)
+    }
+
     /// Runs the policy on one event, on a reused instance when one is idle.
     pub fn evaluate(&self, event: &Event) -> Result<Outcome, PolicyError> {
         let started = Instant::now();
-        let idle = self.idle.lock().expect("idle instances lock").pop();
-        let mut instance = match idle {
+        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
+        let mut instance = match self.take_idle() {
             Some(i) => i,
             None => self.instantiate().map_err(|f| self.error(f, started))?,
         };
         let result = self.call(&mut instance, event);
         let healthy = result.as_ref().err().is_none_or(|f| !f.poisons_instance());
         if healthy && instance.store.data().limiter.high_water <= self.limits.memory / 2 {
-            let mut idle = self.idle.lock().expect("idle instances lock");
-            if idle.len() < MAX_IDLE_INSTANCES {
-                idle.push(instance);
-            }
+            self.keep(instance);
         }
         result.map_err(|f| self.error(f, started))
     }

@@ -1,0 +1,149 @@
+//! The policy admin API: see and change a tenant's live policy.
+//!
+//! - `GET  /admin/v1/tenants` — every tenant's active version and statistics;
+//! - `GET  /admin/v1/tenants/{id}/policy` — active and previous version (sha256 prefix,
+//!   when and how it was loaded), config, limits, call counts, faults by kind, p50/p99
+//!   `evaluate` time;
+//! - `PUT  /admin/v1/tenants/{id}/policy` — body: the component (`application/wasm`);
+//!   optional header `Hostd-Policy-Config: <json>`. Compiled and checked off the hot
+//!   path, then swapped in; 422 with the reason if the check fails (the old version
+//!   keeps serving);
+//! - `POST /admin/v1/tenants/{id}/policy/rollback` — back to the previous version.
+//!
+//! Reading is open to the admin token and to the tenant's own token; changing needs
+//! the admin token.
+
+use super::{caller, Caller};
+use crate::api_error::ApiError;
+use crate::app::App;
+use crate::policy::live::Swapped;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Largest component accepted by PUT (a componentize-py policy is ~18 MB).
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+pub const CONFIG_HEADER: &str = "hostd-policy-config";
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/admin/v1/tenants", get(list))
+        .route(
+            "/admin/v1/tenants/{id}/policy",
+            get(show).put(replace).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/admin/v1/tenants/{id}/policy/rollback", post(rollback))
+}
+
+fn tenant_index(app: &App, caller: Caller, id: &str) -> Result<usize, ApiError> {
+    let index = app
+        .tenant_index(id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", format!("no tenant `{id}`")))?;
+    match caller {
+        Caller::Admin => Ok(index),
+        Caller::Tenant(own) if own == index => Ok(index),
+        Caller::Tenant(_) => Err(forbidden(&format!("a tenant token can only see its own tenant, not `{id}`"))),
+    }
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+fn admin_only(caller: Caller) -> Result<(), ApiError> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Tenant(_) => Err(forbidden("changing a policy needs the admin token")),
+    }
+}
+
+fn status(app: &App, index: usize) -> Value {
+    let tenant = app.tenant(index);
+    let mut v = tenant.live.status();
+    v["tenant"] = json!(&*tenant.id);
+    v["file"] = json!(tenant.source.lock().expect("source lock").path.display().to_string());
+    v
+}
+
+async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&app, &headers)?;
+    let tenants: Vec<Value> = (0..app.tenants().len())
+        .filter(|&i| caller == Caller::Admin || caller == Caller::Tenant(i))
+        .map(|i| status(&app, i))
+        .collect();
+    Ok(Json(json!({"tenants": tenants})))
+}
+
+async fn show(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&app, &headers)?;
+    let index = tenant_index(&app, caller, &id)?;
+    Ok(Json(status(&app, index)))
+}
+
+async fn replace(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&app, &headers)?;
+    let index = tenant_index(&app, caller, &id)?;
+    admin_only(caller)?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "the request body must be the policy component (.wasm bytes)",
+        ));
+    }
+    let config = match headers.get(CONFIG_HEADER) {
+        None => None,
+        Some(v) => {
+            let text = v.to_str().map_err(|_| bad_config("is not visible ASCII"))?;
+            let value: Value = serde_json::from_str(text).map_err(|e| bad_config(&format!("is not JSON: {e}")))?;
+            if !value.is_object() {
+                return Err(bad_config("must be a JSON object"));
+            }
+            Some(value.to_string())
+        }
+    };
+    let swapped = app
+        .swap_policy(index, Some(body.to_vec()), config, "api")
+        .await
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_refused", e))?;
+    Ok(Json(swap_json(&app, index, &swapped)))
+}
+
+fn bad_config(what: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad_policy_config", format!("header `Hostd-Policy-Config` {what}"))
+}
+
+async fn rollback(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = caller(&app, &headers)?;
+    let index = tenant_index(&app, caller, &id)?;
+    admin_only(caller)?;
+    let swapped =
+        app.rollback_policy(index).map_err(|e| ApiError::new(StatusCode::CONFLICT, "no_previous_version", e))?;
+    Ok(Json(swap_json(&app, index, &swapped)))
+}
+
+fn swap_json(app: &App, index: usize, s: &Swapped) -> Value {
+    json!({
+        "tenant": &*app.tenant(index).id,
+        "unchanged": s.unchanged,
+        "active": s.active.to_json(),
+        "previous": s.previous.as_ref().map(|p| p.to_json()),
+    })
+}
