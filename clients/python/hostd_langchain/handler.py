@@ -43,46 +43,54 @@ class _Tracker:
         self.events = wanted
         self.sender = sender or shared_sender(url, token, max_queue=max_queue, batch_size=batch_size,
                                               flush_interval=flush_interval, max_chars=max_chars)
-        # run id -> (root run id, name, parent run id, metadata)
-        self._runs: dict[UUID, tuple[UUID, str | None, UUID | None, dict | None]] = {}
-        # root run id -> step counter
-        self._steps: dict[UUID, itertools.count] = {}
+        # run id (.int) -> (root run id, name, parent run id, metadata)
+        self._runs: dict[int, tuple[UUID, str | None, UUID | None, dict | None]] = {}
+        # root run id (.int) -> step counter
+        self._steps: dict[int, itertools.count] = {}
         self._chain_end = "on_chain_end" in wanted
         self._chain_start = "on_chain_start" in wanted
 
     # ---- bookkeeping ----------------------------------------------------------------
+    # Dicts are keyed by `uuid.int`: a UUID's own __hash__ is Python code, an int's is not.
 
     def _start(self, run_id: UUID, parent_run_id: UUID | None, name: str | None,
                metadata: dict | None) -> UUID:
-        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        parent = self._runs.get(parent_run_id.int) if parent_run_id is not None else None
         # A run whose parent this handler never saw (a handler bound to a subagent only)
         # is a root of its own.
-        root = parent[0] if parent is not None else run_id
-        if root == run_id:
-            self._steps[run_id] = itertools.count()
-        if len(self._runs) >= MAX_TRACKED_RUNS:
-            self._runs.clear()
-        self._runs[run_id] = (root, name, parent_run_id, metadata)
+        if parent is None:
+            root = run_id
+            self._steps[run_id.int] = itertools.count()
+        else:
+            root = parent[0]
+        runs = self._runs
+        if len(runs) >= MAX_TRACKED_RUNS:
+            runs.clear()
+        runs[run_id.int] = (root, name, parent_run_id, metadata)
         return root
 
     def _emit(self, event: str, run_id: UUID, kind: str, payload: Any, tags: list[str] | None,
               name: str | None = None, end: bool = False) -> None:
-        run = self._runs.pop(run_id, None) if end else self._runs.get(run_id)
+        key = run_id.int
+        run = self._runs.pop(key, None) if end else self._runs.get(key)
         if run is None:
             root, run_name, parent, metadata = run_id, None, None, None
-            steps = self._steps.setdefault(run_id, itertools.count())
         else:
             root, run_name, parent, metadata = run
-            steps = self._steps.get(root) or self._steps.setdefault(root, itertools.count())
+        root_key = root.int
+        steps = self._steps.get(root_key)
+        if steps is None:
+            steps = self._steps[root_key] = itertools.count()
         self.sender.put(Captured(event, name or run_name, run_id, parent, root, next(steps), tags, metadata,
                                  kind, payload))
-        if end and root == run_id:
-            self._steps.pop(root, None)
+        if end and root_key == key:
+            self._steps.pop(key, None)
 
     def _end_quietly(self, run_id: UUID) -> None:
-        run = self._runs.pop(run_id, None)
-        if run is not None and run[0] == run_id:
-            self._steps.pop(run_id, None)
+        key = run_id.int
+        run = self._runs.pop(key, None)
+        if run is not None and run[0].int == key:
+            self._steps.pop(key, None)
 
     # ---- callbacks, shared by both handlers --------------------------------------------
 
@@ -93,7 +101,7 @@ class _Tracker:
             self._emit("on_chain_start", run_id, "inputs", inputs, tags)
 
     def _on_chain_end(self, outputs, run_id, tags) -> None:
-        run = self._runs.get(run_id)
+        run = self._runs.get(run_id.int)
         if self._chain_end and is_named_chain(run[1] if run else None, tags):
             self._emit("on_chain_end", run_id, "output", outputs, tags, end=True)
         else:
@@ -101,7 +109,7 @@ class _Tracker:
 
     def _on_chain_error(self, error, run_id, tags) -> None:
         if "on_chain_error" in self.events:
-            run = self._runs.get(run_id)
+            run = self._runs.get(run_id.int)
             if is_named_chain(run[1] if run else None, tags):
                 self._emit("on_chain_error", run_id, "error", error, tags, end=True)
                 return
