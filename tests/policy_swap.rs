@@ -196,6 +196,7 @@ fn sighup_reloads_changed_policies_and_keeps_the_rest() {
     let b = version_of(&plugin("redact_pii"));
     // Point t1 at another file in the config; t2 unchanged.
     std::fs::copy(plugin("redact_pii"), h.path("other.wasm")).unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // let the watcher see (and ignore) the new file first
     let config = std::fs::read_to_string(h.path("hostd.toml")).unwrap();
     let t1_path = h.path("t1.wasm").display().to_string();
     let new_config = config.replacen(&t1_path, &h.path("other.wasm").display().to_string(), 1);
@@ -207,6 +208,10 @@ fn sighup_reloads_changed_policies_and_keeps_the_rest() {
     assert_eq!(policy_status(&h, "t1")["active"]["source"], "sighup");
     assert_eq!(active(&h, "t2"), a);
     assert_eq!(delivered_version(&h, "t1", 1), b);
+    // The watcher follows t1 to its new file.
+    install_file(h.dir.path(), "pass_through", "other.wasm");
+    wait_active(&h, "t1", &a);
+    assert_eq!(policy_status(&h, "t1")["active"]["source"], "file");
 }
 
 fn unsafe_kill_hup(pid: u32) {

@@ -14,7 +14,7 @@ use crate::policy::decision::RouteSet;
 use crate::policy::live::Swapped;
 use crate::policy::{PolicyEngine, PolicyInstancePool};
 use crate::policy_test::check_fixtures;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -180,15 +180,14 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Watches every tenant's policy file; a change (debounced 150 ms) loads, checks and
-/// swaps it. Returns the watcher, which must be kept alive.
+/// Watches the directories of every tenant's policy file; a change (debounced 150 ms)
+/// to a tenant's current file loads, checks and swaps it. A SIGHUP that points a tenant
+/// at another file in a watched directory is followed; a new directory needs a restart.
+/// Returns the watcher, which must be kept alive.
 pub fn watch_policy_files(app: Arc<App>) -> crate::Result<notify::RecommendedWatcher> {
     use notify::{RecursiveMode, Watcher};
-    let mut by_path: HashMap<PathBuf, Vec<usize>> = HashMap::new();
-    for (i, t) in app.tenants().iter().enumerate() {
-        let path = t.source.lock().expect("source lock").path.clone();
-        by_path.entry(absolute(&path)).or_default().push(i);
-    }
+    let paths: Vec<PathBuf> =
+        app.tenants().iter().map(|t| absolute(&t.source.lock().expect("source lock").path)).collect();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
         Ok(event) if !event.kind.is_access() => {
@@ -200,7 +199,7 @@ pub fn watch_policy_files(app: Arc<App>) -> crate::Result<notify::RecommendedWat
         Err(e) => tracing::warn!("policy file watcher: {e}"),
     })
     .map_err(|e| anyhow::anyhow!("cannot watch policy files: {e}"))?;
-    let dirs: BTreeSet<PathBuf> = by_path.keys().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
+    let dirs: BTreeSet<PathBuf> = paths.iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
     for dir in &dirs {
         watcher
             .watch(dir, RecursiveMode::NonRecursive)
@@ -214,7 +213,11 @@ pub fn watch_policy_files(app: Arc<App>) -> crate::Result<notify::RecommendedWat
                 changed.insert(p);
             }
             for path in changed {
-                for &index in by_path.get(&absolute(&path)).into_iter().flatten() {
+                let path = absolute(&path);
+                let tenants: Vec<usize> = (0..app.tenants().len())
+                    .filter(|&i| absolute(&app.tenant(i).source.lock().expect("source lock").path) == path)
+                    .collect();
+                for index in tenants {
                     reload_file(&app, index, &path).await;
                 }
             }
