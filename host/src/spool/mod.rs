@@ -96,7 +96,7 @@ impl Spool {
             .execute_batch(include_str!("schema.sql"))
             .map_err(|e| err(format!("cannot create the schema: {e}")))?;
         let reader = open().map_err(|e| err(format!("cannot open a read connection: {e}")))?;
-        let jobs = writer::spawn(write_conn).map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
+        let jobs = writer::spawn(write_conn, durability == Durability::Fsync).map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
         Ok(Spool { path, jobs: Mutex::new(jobs), reader: Arc::new(Mutex::new(reader)) })
     }
 
@@ -114,7 +114,7 @@ impl Spool {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, SpoolError> {
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, String>>();
-        let job: Job = Box::new(move |conn| match f(conn) {
+        let run = Box::new(move |conn: &Connection| match f(conn) {
             Ok(v) => JobOutcome {
                 ok: true,
                 complete: Box::new(move |commit| {
@@ -131,6 +131,7 @@ impl Spool {
                 }
             }
         });
+        let job = Job { durable: true, run };
         self.jobs.lock().expect("spool jobs lock").send(job).map_err(|_| self.error("the writer thread stopped"))?;
         rx.await.map_err(|_| self.error("the write was abandoned"))?.map_err(|m| self.error(m))
     }
@@ -142,7 +143,7 @@ impl Spool {
         what: &'static str,
         f: impl FnOnce(&Connection) -> rusqlite::Result<()> + Send + 'static,
     ) {
-        let job: Job = Box::new(move |conn| {
+        let run = Box::new(move |conn: &Connection| {
             let result = f(conn);
             let ok = result.is_ok();
             if let Err(e) = result {
@@ -150,6 +151,7 @@ impl Spool {
             }
             JobOutcome { ok, complete: Box::new(|_| {}) }
         });
+        let job = Job { durable: false, run };
         if self.jobs.lock().expect("spool jobs lock").send(job).is_err() {
             tracing::error!("spool {what} lost: the writer thread stopped");
         }

@@ -2,6 +2,12 @@
 //! runs every queued job in one transaction (each in its own savepoint, so one failing
 //! job does not undo the others), commits once, and only then answers them. With
 //! `synchronous=FULL` that is one fsync for a whole burst of concurrent requests.
+//!
+//! A batch made only of bookkeeping nobody waits for (rows of delivered events,
+//! retry times) commits without its own fsync (`synchronous=NORMAL` for that
+//! transaction): the next durable commit's fsync of the WAL covers its frames too, and
+//! losing it to a power cut only means a delivery is repeated, which at-least-once
+//! allows. Ingest's commits then do not queue behind fsyncs made for deletes.
 
 use rusqlite::Connection;
 use std::sync::mpsc;
@@ -15,12 +21,17 @@ pub struct JobOutcome {
     pub complete: Completion,
 }
 
-pub type Job = Box<dyn FnOnce(&Connection) -> JobOutcome + Send>;
+pub struct Job {
+    /// Its caller waits for the commit and needs it on disk.
+    pub durable: bool,
+    pub run: Box<dyn FnOnce(&Connection) -> JobOutcome + Send>,
+}
 
 /// Most jobs folded into one transaction.
 const MAX_JOBS_PER_COMMIT: usize = 4096;
 
-pub fn spawn(mut conn: Connection) -> std::io::Result<mpsc::Sender<Job>> {
+/// `fsync_commits`: the connection runs `synchronous=FULL` (durability `fsync`).
+pub fn spawn(mut conn: Connection, fsync_commits: bool) -> std::io::Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel::<Job>();
     std::thread::Builder::new().name("hostd-spool-writer".into()).spawn(move || {
         while let Ok(first) = rx.recv() {
@@ -31,7 +42,16 @@ pub fn spawn(mut conn: Connection) -> std::io::Result<mpsc::Sender<Job>> {
                     Err(_) => break,
                 }
             }
+            let relaxed = fsync_commits && !jobs.iter().any(|j| j.durable);
+            if relaxed {
+                let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+            }
             run_batch(&mut conn, jobs);
+            if relaxed {
+                if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+                    tracing::error!("spool: cannot restore synchronous=FULL: {e}");
+                }
+            }
         }
     })?;
     Ok(tx)
@@ -44,7 +64,7 @@ fn run_batch(conn: &mut Connection, jobs: Vec<Job>) {
         // A job left unrun by an error drops its reply channel: its caller sees the failure.
         for job in jobs {
             let sp = tx.savepoint()?;
-            let outcome = job(&sp);
+            let outcome = (job.run)(&sp);
             if outcome.ok {
                 sp.commit()?;
             } else {
