@@ -96,7 +96,8 @@ impl Spool {
             .execute_batch(include_str!("schema.sql"))
             .map_err(|e| err(format!("cannot create the schema: {e}")))?;
         let reader = open().map_err(|e| err(format!("cannot open a read connection: {e}")))?;
-        let jobs = writer::spawn(write_conn, durability == Durability::Fsync).map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
+        let jobs = writer::spawn(write_conn, durability == Durability::Fsync)
+            .map_err(|e| err(format!("cannot start the writer thread: {e}")))?;
         Ok(Spool { path, jobs: Mutex::new(jobs), reader: Arc::new(Mutex::new(reader)) })
     }
 
