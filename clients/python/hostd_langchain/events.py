@@ -76,8 +76,7 @@ class Captured:
     ts: float = dataclasses.field(default_factory=time.time)
 
 
-def to_wire(c: Captured, max_chars: int) -> dict[str, Any]:
-    """The hostd wire event for one captured callback, every string capped."""
+def _envelope(c: Captured, tags: list, metadata: dict, data: Any) -> dict[str, Any]:
     return {
         "event": c.event,
         "name": c.name,
@@ -85,11 +84,17 @@ def to_wire(c: Captured, max_chars: int) -> dict[str, Any]:
         "parent_run_id": str(c.parent_run_id) if c.parent_run_id else None,
         "root_run_id": str(c.root_run_id),
         "step": c.step,
-        "tags": [str(t)[:max_chars] for t in c.tags] if c.tags else [],
-        "metadata": user_metadata(c.metadata, max_chars),
-        "data": _DATA[c.kind](c.payload, max_chars),
+        "tags": tags,
+        "metadata": metadata,
+        "data": data,
         "ts": int(c.ts * 1000),
     }
+
+
+def to_wire(c: Captured, max_chars: int) -> dict[str, Any]:
+    """The hostd wire event for one captured callback, every string capped."""
+    tags = [str(t)[:max_chars] for t in c.tags] if c.tags else []
+    return _envelope(c, tags, user_metadata(c.metadata, max_chars), _DATA[c.kind](c.payload, max_chars))
 
 
 def to_json(c: Captured, max_chars: int) -> str:
@@ -100,18 +105,7 @@ def to_json(c: Captured, max_chars: int) -> str:
     be longer, so it is sent as is. Otherwise (or if the payload will not encode) the
     event is rebuilt with `compact`, which cuts every string."""
     if c.kind in _RAW:
-        wire = {
-            "event": c.event,
-            "name": c.name,
-            "run_id": str(c.run_id),
-            "parent_run_id": str(c.parent_run_id) if c.parent_run_id else None,
-            "root_run_id": str(c.root_run_id),
-            "step": c.step,
-            "tags": c.tags or [],
-            "metadata": _user_keys(c.metadata),
-            "data": _RAW[c.kind](c.payload),
-            "ts": int(c.ts * 1000),
-        }
+        wire = _envelope(c, c.tags or [], _user_keys(c.metadata), _RAW[c.kind](c.payload))
         try:
             line = _dumps(wire, default=_default)
         except (TypeError, ValueError, RecursionError):

@@ -39,6 +39,12 @@ pub fn router() -> Router<Arc<App>> {
         .route("/admin/v1/tenants/{id}/policy/rollback", post(rollback))
 }
 
+/// Who calls, and the index of the tenant `id` they may see.
+fn authorize(app: &App, headers: &HeaderMap, id: &str) -> Result<(Caller, usize), ApiError> {
+    let caller = caller(app, headers)?;
+    Ok((caller, tenant_index(app, caller, id)?))
+}
+
 fn tenant_index(app: &App, caller: Caller, id: &str) -> Result<usize, ApiError> {
     let index = app
         .tenant_index(id)
@@ -83,8 +89,7 @@ async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
-    let index = tenant_index(&app, caller, &id)?;
+    let (_, index) = authorize(&app, &headers, &id)?;
     Ok(Json(status(&app, index)))
 }
 
@@ -94,8 +99,7 @@ async fn replace(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
-    let index = tenant_index(&app, caller, &id)?;
+    let (caller, index) = authorize(&app, &headers, &id)?;
     admin_only(caller)?;
     if body.is_empty() {
         return Err(ApiError::new(
@@ -131,8 +135,7 @@ async fn rollback(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
-    let index = tenant_index(&app, caller, &id)?;
+    let (caller, index) = authorize(&app, &headers, &id)?;
     admin_only(caller)?;
     let swapped =
         app.rollback_policy(index).map_err(|e| ApiError::new(StatusCode::CONFLICT, "no_previous_version", e))?;
