@@ -451,3 +451,48 @@ fn admin_api_reports_calls_faults_by_kind_and_latency_per_tenant() {
         client().get(format!("{}/admin/v1/tenants", h.url)).bearer_auth("t2-token").send().unwrap().json().unwrap();
     assert_eq!(own["tenants"].as_array().unwrap().len(), 1, "a tenant token lists only its own tenant");
 }
+
+#[test]
+fn hostd_policy_cli_pushes_shows_and_rolls_back() {
+    let h = start(&[("t1", "pass_through")], "");
+    let (a, b) = (version_of(&plugin("pass_through")), version_of(&plugin("redact_pii")));
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(hostd_bin())
+            .args(["policy"])
+            .args(args)
+            .args(["--url", &h.url, "--token", ADMIN])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let redact = plugin("redact_pii").display().to_string();
+    let (ok, stdout, stderr) = cli(&["push", "t1", &redact]);
+    assert!(ok, "{stderr}");
+    let pushed: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(pushed["active"]["version"], b.as_str());
+    assert_eq!(pushed["previous"]["version"], a.as_str());
+    assert_eq!(delivered_version(&h, "t1", 1), b);
+
+    let (ok, stdout, _) = cli(&["status"]);
+    assert!(ok);
+    let line: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["tenant"], "t1");
+    assert_eq!(line["active"]["source"], "api");
+
+    // A refused push names the file and the reason, and exits non-zero.
+    let garbage = h.path("garbage.wasm");
+    std::fs::write(&garbage, b"nope").unwrap();
+    let (ok, _, stderr) = cli(&["push", "t1", garbage.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("garbage.wasm refused") && stderr.contains("HTTP 422"), "{stderr}");
+    assert_eq!(active(&h, "t1"), b);
+
+    let (ok, stdout, stderr) = cli(&["rollback", "t1"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&a));
+    assert_eq!(delivered_version(&h, "t1", 2), a);
+}

@@ -158,6 +158,29 @@ enum PolicyCommand {
         #[arg(long)]
         policy_config: Option<String>,
     },
+    /// The live policies of a running hostd: one JSON line per tenant (or just TENANT).
+    Status {
+        tenant: Option<String>,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Swap TENANT's policy in a running hostd for FILE (checked first; refused with the
+    /// reason if it fails, the old version keeps serving). Needs the admin token.
+    Push {
+        tenant: String,
+        file: PathBuf,
+        /// The JSON handed to `configure` (default: the tenant's current config).
+        #[arg(long)]
+        policy_config: Option<String>,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
+    /// Make TENANT's previous policy version active again. Needs the admin token.
+    Rollback {
+        tenant: String,
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -175,9 +198,7 @@ fn main() -> ExitCode {
             }
             return ExitCode::FAILURE;
         }
-        Some(Command::Policy(PolicyCommand::Test { plugin, events, policy_config })) => {
-            hostd::policy_test::run(&plugin, &events, policy_config.as_deref(), &mut std::io::stdout().lock())
-        }
+        Some(Command::Policy(command)) => policy(command),
         Some(Command::Dlq { endpoint, command }) => dlq(endpoint, command),
         None => serve(cli.serve),
     };
@@ -210,12 +231,41 @@ fn serve(args: ServeArgs) -> hostd::Result<()> {
     runtime.block_on(hostd::server::serve_with(config, args.config.clone()))
 }
 
+impl EndpointArgs {
+    fn endpoint(self) -> hostd::Result<hostd::admin::cli::Endpoint> {
+        let token = self.token.ok_or_else(|| {
+            anyhow::anyhow!("no token: pass --token or set HOSTD_ADMIN_TOKEN (the admin token or a tenant's)")
+        })?;
+        Ok(hostd::admin::cli::Endpoint { url: self.url, token })
+    }
+}
+
+fn policy(command: PolicyCommand) -> hostd::Result<()> {
+    use hostd::admin::cli;
+    if let PolicyCommand::Test { plugin, events, policy_config } = command {
+        return hostd::policy_test::run(&plugin, &events, policy_config.as_deref(), &mut std::io::stdout().lock());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut out = std::io::stdout().lock();
+    runtime.block_on(async {
+        match command {
+            PolicyCommand::Status { tenant, endpoint } => {
+                cli::policy_status(&endpoint.endpoint()?, tenant.as_deref(), &mut out).await
+            }
+            PolicyCommand::Push { tenant, file, policy_config, endpoint } => {
+                cli::policy_push(&endpoint.endpoint()?, &tenant, &file, policy_config.as_deref(), &mut out).await
+            }
+            PolicyCommand::Rollback { tenant, endpoint } => {
+                cli::policy_rollback(&endpoint.endpoint()?, &tenant, &mut out).await
+            }
+            PolicyCommand::Test { .. } => Ok(()), // ran above, offline
+        }
+    })
+}
+
 fn dlq(endpoint: EndpointArgs, command: DlqCommand) -> hostd::Result<()> {
     use hostd::admin::cli;
-    let token = endpoint.token.ok_or_else(|| {
-        anyhow::anyhow!("no token: pass --token or set HOSTD_ADMIN_TOKEN (the admin token or a tenant's)")
-    })?;
-    let ep = cli::Endpoint { url: endpoint.url, token };
+    let ep = endpoint.endpoint()?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut out = std::io::stdout().lock();
     runtime.block_on(async {

@@ -1,6 +1,6 @@
-//! `hostd dlq ...`: the admin API from the command line. It talks to the running daemon
-//! (replay through the policy needs the daemon's loaded policies), authenticating with
-//! the admin token or a tenant's token.
+//! `hostd dlq ...` and `hostd policy status|push|rollback`: the admin API from the
+//! command line. It talks to the running daemon (replay through the policy needs the
+//! daemon's loaded policies), authenticating with the admin token or a tenant's token.
 
 use anyhow::{anyhow, bail};
 use serde_json::{json, Value};
@@ -34,12 +34,19 @@ impl Selection {
 }
 
 async fn call(ep: &Endpoint, method: reqwest::Method, path: &str, body: Option<Value>) -> crate::Result<Value> {
-    let client = reqwest::Client::new();
-    let url = format!("{}{path}", ep.url.trim_end_matches('/'));
-    let mut req = client.request(method, &url).bearer_auth(&ep.token);
+    let mut req = request(ep, method, path);
     if let Some(b) = body {
         req = req.json(&b);
     }
+    send(ep, req).await
+}
+
+fn request(ep: &Endpoint, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    let url = format!("{}{path}", ep.url.trim_end_matches('/'));
+    reqwest::Client::new().request(method, &url).bearer_auth(&ep.token)
+}
+
+async fn send(ep: &Endpoint, req: reqwest::RequestBuilder) -> crate::Result<Value> {
     let resp = req.send().await.map_err(|e| anyhow!("cannot reach hostd at {}: {e}", ep.url))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
@@ -113,4 +120,49 @@ fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// `hostd policy status [TENANT]`: one JSON line per tenant (active and previous
+/// version, source, statistics).
+pub async fn policy_status(ep: &Endpoint, tenant: Option<&str>, out: &mut dyn std::io::Write) -> crate::Result<()> {
+    match tenant {
+        Some(t) => {
+            writeln!(out, "{}", call(ep, reqwest::Method::GET, &format!("/admin/v1/tenants/{t}/policy"), None).await?)?
+        }
+        None => {
+            let all = call(ep, reqwest::Method::GET, "/admin/v1/tenants", None).await?;
+            for t in all["tenants"].as_array().into_iter().flatten() {
+                writeln!(out, "{t}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `hostd policy push TENANT FILE [--policy-config JSON]`: compiles and checks the
+/// component in the daemon and swaps it in; prints the new and previous version.
+pub async fn policy_push(
+    ep: &Endpoint,
+    tenant: &str,
+    file: &std::path::Path,
+    config: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> crate::Result<()> {
+    let bytes = std::fs::read(file).map_err(|e| anyhow!("cannot read {}: {e}", file.display()))?;
+    let mut req = request(ep, reqwest::Method::PUT, &format!("/admin/v1/tenants/{tenant}/policy"))
+        .header("content-type", "application/wasm")
+        .body(bytes);
+    if let Some(c) = config {
+        req = req.header(crate::admin::policy::CONFIG_HEADER, c);
+    }
+    let v = send(ep, req).await.map_err(|e| anyhow!("{} refused: {e:#}", file.display()))?;
+    writeln!(out, "{v}")?;
+    Ok(())
+}
+
+/// `hostd policy rollback TENANT`.
+pub async fn policy_rollback(ep: &Endpoint, tenant: &str, out: &mut dyn std::io::Write) -> crate::Result<()> {
+    let v = call(ep, reqwest::Method::POST, &format!("/admin/v1/tenants/{tenant}/policy/rollback"), None).await?;
+    writeln!(out, "{v}")?;
+    Ok(())
 }
