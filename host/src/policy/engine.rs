@@ -8,6 +8,8 @@
 //! data dir, keyed by sha256 and the engine's compatibility hash (wasmtime version and
 //! settings), so a restart deserializes instead of compiling.
 
+use super::bindings::EventPolicyPre;
+use super::sandbox::GuestState;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,8 @@ const MAX_IN_MEMORY: usize = 256;
 pub struct PolicyEngine {
     engine: Engine,
     compiled: Arc<Mutex<HashMap<String, Component>>>,
+    /// Linked and checked components (`InstancePre`), by sha256: shared by tenants.
+    prepared: Arc<Mutex<HashMap<String, EventPolicyPre<GuestState>>>>,
     cache_dir: Option<PathBuf>,
     idle_budget: Arc<IdleBudget>,
     _ticker: Arc<EpochTicker>,
@@ -74,6 +78,7 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             engine,
             compiled: Arc::new(Mutex::new(HashMap::new())),
+            prepared: Arc::new(Mutex::new(HashMap::new())),
             cache_dir: None,
             idle_budget: Arc::new(IdleBudget::default()),
             _ticker: Arc::new(EpochTicker { stop }),
@@ -134,6 +139,19 @@ impl PolicyEngine {
         }
         map.insert(sha256.to_string(), component.clone());
         Ok((component, from))
+    }
+
+    /// The linked, checked form of the component with this sha256, if one was made.
+    pub fn prepared(&self, sha256: &str) -> Option<EventPolicyPre<GuestState>> {
+        self.prepared.lock().expect("prepared lock").get(sha256).cloned()
+    }
+
+    pub fn keep_prepared(&self, sha256: &str, pre: EventPolicyPre<GuestState>) {
+        let mut map = self.prepared.lock().expect("prepared lock");
+        if map.len() >= MAX_IN_MEMORY {
+            map.clear();
+        }
+        map.insert(sha256.to_string(), pre);
     }
 
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Store, Trap};
 
 /// The exports the `hostd:policy/event-policy@0.1.0` world requires.
@@ -77,25 +77,14 @@ impl PolicyInstancePool {
             .compile(bytes, &sha256)
             .map_err(|e| anyhow!("not a valid Wasm component: {}", one_line(&e.to_string())))?;
         tracing::debug!(tenant, version = &sha256[..12], "compiled policy: {from:?}");
-        let ty = component.component_type();
-        let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
-        let missing: Vec<&str> = REQUIRED_EXPORTS.iter().copied().filter(|r| !exports.contains(r)).collect();
-        if !missing.is_empty() {
-            anyhow::bail!(
-                "does not export `{}` (the hostd:policy/event-policy@0.1.0 world exports configure and evaluate; this component exports [{}])",
-                missing.join("`, `"),
-                exports.join(", ")
-            );
-        }
-        let mut linker: Linker<GuestState> = Linker::new(engine.engine());
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("cannot link WASI: {e}"))?;
-        EventPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| anyhow!("cannot link the log import: {e}"))?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow!("imports something hostd does not provide: {}", one_line(&e.to_string())))?;
-        let pre = EventPolicyPre::new(instance_pre)
-            .map_err(|e| anyhow!("exports do not match the event-policy world: {}", one_line(&e.to_string())))?;
+        let pre = match engine.prepared(&sha256) {
+            Some(pre) => pre,
+            None => {
+                let pre = prepare(engine, &component)?;
+                engine.keep_prepared(&sha256, pre.clone());
+                pre
+            }
+        };
         let tenant: Arc<str> = Arc::from(tenant);
         let pool = PolicyInstancePool {
             log: GuestLog::new(tenant.clone(), version.clone()),
@@ -271,6 +260,31 @@ impl PolicyInstancePool {
             elapsed: started.elapsed(),
         }
     }
+}
+
+/// Checks a compiled component against the world and links it: the exports, then
+/// hostd's imports (deny-all WASI and `log`). Tenants running the same component share
+/// the result (see `PolicyEngine::prepared`).
+fn prepare(engine: &PolicyEngine, component: &Component) -> crate::Result<EventPolicyPre<GuestState>> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine.engine()).map(|(name, _)| name).collect();
+    let missing: Vec<&str> = REQUIRED_EXPORTS.iter().copied().filter(|r| !exports.contains(r)).collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "does not export `{}` (the hostd:policy/event-policy@0.1.0 world exports configure and evaluate; this component exports [{}])",
+            missing.join("`, `"),
+            exports.join(", ")
+        );
+    }
+    let mut linker: Linker<GuestState> = Linker::new(engine.engine());
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("cannot link WASI: {e}"))?;
+    EventPolicy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .map_err(|e| anyhow!("cannot link the log import: {e}"))?;
+    let instance_pre = linker
+        .instantiate_pre(component)
+        .map_err(|e| anyhow!("imports something hostd does not provide: {}", one_line(&e.to_string())))?;
+    EventPolicyPre::new(instance_pre)
+        .map_err(|e| anyhow!("exports do not match the event-policy world: {}", one_line(&e.to_string())))
 }
 
 fn one_line(s: &str) -> String {
