@@ -209,3 +209,180 @@ path = "{{dir}}/evil.jsonl"
     assert!(read_jsonl(&h.path("evil.jsonl")).is_empty(), "never delivered unshaped");
     assert!(h.stderr().contains("dropped after policy fault"));
 }
+
+/// Peak and current resident memory of a process, from /proc (bytes).
+fn rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("{name} in {status}"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn evil_event(name: &str, step: u64) -> Value {
+    json!({"event": "on_tool_end", "name": name, "run_id": "r-evil", "step": step, "data": {"output": "x"}})
+}
+
+/// A guest that hands back 4,000 deliveries aliasing one 1 MiB buffer (4 GiB to a host
+/// that copies before it counts), from 12 requests at once: the host copies at most its
+/// lift budget per call and runs at most `max_concurrency` calls of the tenant at once,
+/// so its peak memory barely moves. (Before the fix: ~940 MiB more.)
+#[test]
+fn aliased_output_cannot_make_the_host_allocate() {
+    let _serial = serial();
+    let mut h = start("hostile_aliased_output", "");
+    // Warm up: one normal event, so the peak below is the attack's, not startup's.
+    assert_eq!(h.post_json(Some(EVIL), &evil_event("fine", 1)).0, 202);
+    let (peak_before, _) = rss(h.pid());
+    let threads: Vec<_> = (0..12u64)
+        .map(|i| {
+            let url = h.url.clone();
+            std::thread::spawn(move || {
+                let name = if i % 2 == 0 { "alias" } else { "alias-redactions" };
+                let resp = reqwest::blocking::Client::new()
+                    .post(format!("{url}/v1/events"))
+                    .bearer_auth(EVIL)
+                    .json(&evil_event(name, 100 + i))
+                    .timeout(Duration::from_secs(60))
+                    .send()
+                    .expect("post");
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 202, "a policy fault is not the client's fault");
+    }
+    let (peak_after, _) = rss(h.pid());
+    let grew = peak_after.saturating_sub(peak_before);
+    eprintln!("peak RSS {} MiB → {} MiB (+{} MiB)", peak_before >> 20, peak_after >> 20, grew >> 20);
+    assert!(grew < 200 << 20, "the host's peak memory grew by {} MiB", grew >> 20);
+    let letters = h.wait_dlq(ADMIN, 12, WAIT);
+    assert_eq!(letters.len(), 12, "{letters:?}");
+    for l in &letters {
+        assert_letter(l, "oversize_output");
+        assert!(l["last_error"].as_str().unwrap().contains("bytes one call may hand the host"), "{l}");
+    }
+    assert!(h.is_running() && h.healthy());
+}
+
+/// Guest text is capped and escaped: a 100 KiB multi-line `Err` becomes one short
+/// line in the DLQ and the log; a 6 MiB one is refused before it is copied.
+#[test]
+fn guest_errors_are_capped_and_escaped() {
+    let _serial = serial();
+    let mut h = start("hostile_aliased_output", "");
+    let letters = provoke(&mut h, "long-error");
+    assert_letter(&letters[0], "guest_error");
+    let err = letters[0]["last_error"].as_str().unwrap();
+    assert!(err.len() < 1500, "the error is capped: {} bytes", err.len());
+    assert!(!err.contains('\n') && err.contains("first line\\nERROR forged line"), "{err}");
+    assert!(err.ends_with("bytes in all)"), "says how long it was: {}", &err[err.len() - 40..]);
+    let letters = provoke(&mut h, "huge-error");
+    assert_eq!(letters[1]["reason"], "oversize_output", "{}", letters[1]);
+    assert!(letters[1]["last_error"].as_str().unwrap().len() < 1500);
+    let forged = |log: &str| log.lines().any(|l| l.trim_start().starts_with("ERROR forged line"));
+    assert!(!forged(&h.stderr()), "no forged line in the log:\n{}", h.stderr());
+}
+
+/// A guest's log line cannot forge another line in hostd's log.
+#[test]
+fn guest_log_lines_cannot_forge_lines() {
+    let _serial = serial();
+    let h = start("hostile_aliased_output", "");
+    assert_eq!(h.post_json(Some(EVIL), &evil_event("log-injection", 1)).0, 202);
+    let start = std::time::Instant::now();
+    while !h.stderr().contains("innocent") && start.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = h.stderr();
+    assert!(log.contains("innocent\\nERROR tenant=good forged"), "escaped in place:\n{log}");
+    assert!(!log.lines().any(|l| l.starts_with("ERROR tenant=good")), "no forged line:\n{log}");
+}
+
+/// CPU hogs pinned to the one core hostd may use: a cheap policy (pass-through, a few
+/// µs per call) with a 1 ms deadline is preempted for far longer than that, yet no
+/// event is faulted, because the deadline counts the policy's own CPU time.
+#[test]
+fn a_host_starved_of_cpu_never_faults_a_cheap_policy() {
+    let _serial = serial();
+    let config = format!(
+        r#"
+[server]
+data_dir = "{{dir}}/data"
+admin_token_env = "ADMIN_TOKEN"
+[[tenants]]
+id = "good"
+token_env = "GOOD_TOKEN"
+policy = "{}"
+[tenants.limits]
+deadline = "1ms"
+[tenants.routes.default]
+type = "file"
+path = "{{dir}}/good.jsonl"
+"#,
+        plugin("pass_through").display()
+    );
+    let h = Hostd::with_config(&config, &[("GOOD_TOKEN", GOOD), ("ADMIN_TOKEN", ADMIN)]);
+    let pin = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", "0", &h.pid().to_string()])
+        .output()
+        .expect("taskset (util-linux)");
+    assert!(pin.status.success(), "taskset: {}", String::from_utf8_lossy(&pin.stderr));
+    let hogs: Vec<std::process::Child> = (0..6)
+        .map(|_| {
+            std::process::Command::new("taskset")
+                .args(["-c", "0", "sh", "-c", "while :; do :; done"])
+                .spawn()
+                .expect("a CPU hog")
+        })
+        .collect();
+    struct Hogs(Vec<std::process::Child>);
+    impl Drop for Hogs {
+        fn drop(&mut self) {
+            for h in &mut self.0 {
+                let _ = h.kill();
+                let _ = h.wait();
+            }
+        }
+    }
+    let hogs = Hogs(hogs);
+    const BATCHES: u64 = 40;
+    const PER_BATCH: u64 = 50;
+    let clients: Vec<_> = (0..4u64)
+        .map(|c| {
+            let url = h.url.clone();
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                for b in (c..BATCHES).step_by(4) {
+                    let events: Vec<Value> = (0..PER_BATCH)
+                        .map(|i| tool_end(&format!("run-{b}"), &format!("run-{b}"), i, json!({"output": "ok"})))
+                        .collect();
+                    let resp = client
+                        .post(format!("{url}/v1/events"))
+                        .bearer_auth(GOOD)
+                        .header("content-type", "application/x-ndjson")
+                        .body(ndjson(&events))
+                        .timeout(Duration::from_secs(120))
+                        .send()
+                        .expect("post");
+                    assert_eq!(resp.status().as_u16(), 202);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    drop(hogs);
+    let total = (BATCHES * PER_BATCH) as usize;
+    let delivered = wait_for_lines(&h.path("good.jsonl"), total, Duration::from_secs(60));
+    let letters = h.dlq(ADMIN);
+    assert!(letters.is_empty(), "{} of {total} events faulted, e.g. {}", letters.len(), letters[0]["last_error"]);
+    assert_eq!(delivered.len(), total);
+}

@@ -169,7 +169,10 @@ impl App {
     pub async fn accept(&self, tenant_index: usize, events: Vec<AcceptedEvent>) -> Result<Vec<Accepted>, SpoolError> {
         let tenant = &self.tenants[tenant_index];
         let policy = tenant.policy();
-        let outcomes = evaluate_timed(&policy, &tenant.live.stats, &events);
+        let outcomes = {
+            let _slot = policy.evaluation_slot().await;
+            evaluate_timed(&policy, &tenant.live.stats, &events)
+        };
         let items = events.into_iter().zip(outcomes).map(|(e, o)| self.shape(tenant, &policy, e, o)).collect();
         let mut accepted = self.spool.accept(tenant.id.clone(), items, self.dedupe_window).await?;
         let label = [("tenant", tenant.id.to_string())];

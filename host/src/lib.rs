@@ -23,6 +23,7 @@ pub mod sinks;
 pub mod spool;
 pub mod swap;
 pub mod telemetry;
+pub mod text;
 pub mod units;
 
 pub use app::App;

@@ -268,7 +268,10 @@ async fn replay_through_policy(app: &App, entry: &DlqEntry) -> Result<(), String
         .map_err(|e| format!("the stored event is invalid: {}", e.message()))?;
     event.idempotency_key = entry.idempotency_key.clone();
     let policy = tenant.policy();
-    let outcome = evaluate_all(&policy, std::slice::from_ref(&event)).pop().expect("one outcome per event");
+    let outcome = {
+        let _slot = policy.evaluation_slot().await;
+        evaluate_all(&policy, std::slice::from_ref(&event)).pop().expect("one outcome per event")
+    };
     let item = app.shape(tenant, &policy, event, outcome);
     let deliveries = app.spool().dlq_replace(entry.id, tenant.id.clone(), item).await.map_err(|e| e.to_string())?;
     app.dispatch(deliveries).await;

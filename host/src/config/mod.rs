@@ -175,9 +175,22 @@ pub struct PolicyLimits {
     /// Most deliveries one decision may contain.
     #[serde(default = "default_max_deliveries")]
     pub max_deliveries: usize,
-    /// Most payload bytes one decision may contain, all deliveries together.
+    /// Most payload bytes one decision may contain, all deliveries together. Routes,
+    /// keys, redaction pointers and error text are counted in a second budget of the
+    /// same size; the host never copies more than twice this (plus 64 KiB) out of one
+    /// call.
     #[serde(default = "default_max_output", deserialize_with = "de_size")]
     pub max_output: u64,
+    /// Most `evaluate` calls of this tenant running at once (each on its own
+    /// instance); further requests wait for a slot. With `memory` and `max_output`
+    /// this bounds what one tenant can make the host hold.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: usize,
+    /// The guard against a call that never ends: the `deadline` counts the policy's
+    /// own CPU time (a host starved of CPU never faults a well-behaved policy), and
+    /// this caps the wall-clock time of one call whatever the reason.
+    #[serde(default = "default_wall_deadline", deserialize_with = "de_duration")]
+    pub wall_deadline: Duration,
 }
 
 impl Default for PolicyLimits {
@@ -187,6 +200,8 @@ impl Default for PolicyLimits {
             memory: default_memory(),
             max_deliveries: default_max_deliveries(),
             max_output: default_max_output(),
+            max_concurrency: default_max_concurrency(),
+            wall_deadline: default_wall_deadline(),
         }
     }
 }
@@ -202,6 +217,12 @@ fn default_max_deliveries() -> usize {
 }
 fn default_max_output() -> u64 {
     1 << 20
+}
+fn default_max_concurrency() -> usize {
+    4
+}
+fn default_wall_deadline() -> Duration {
+    Duration::from_secs(1)
 }
 
 /// What `hostd --plugin PATH` needs to run without a config file.
@@ -293,6 +314,17 @@ impl Config {
             }
             if t.limits.max_deliveries == 0 {
                 bail!("tenant `{}`: `limits.max_deliveries` must be at least 1", t.id);
+            }
+            if t.limits.max_concurrency == 0 {
+                bail!("tenant `{}`: `limits.max_concurrency` must be at least 1", t.id);
+            }
+            if t.limits.wall_deadline < t.limits.deadline {
+                bail!(
+                    "tenant `{}`: `limits.wall_deadline` ({:?}) must not be shorter than `limits.deadline` ({:?})",
+                    t.id,
+                    t.limits.wall_deadline,
+                    t.limits.deadline
+                );
             }
         }
         if self.server.allow_unauthenticated {

@@ -4,7 +4,7 @@
 //! event is never half-delivered.
 
 use super::bindings::Decision;
-use super::fault::PolicyFault;
+use super::fault::{guest_text, PolicyFault};
 use crate::config::PolicyLimits;
 use serde_json::value::RawValue;
 use std::collections::HashSet;
@@ -42,9 +42,24 @@ impl RouteSet {
     }
 }
 
+/// Longest route name a decision may carry (longer ones cannot be configured).
+pub const ROUTE_NAME_MAX: usize = 128;
+/// Longest ordering key, the same as an idempotency key.
+pub const KEY_MAX: usize = 256;
+/// Longest redaction pointer, and most pointers one delivery may list.
+pub const REDACTION_MAX: usize = 1024;
+pub const REDACTIONS_PER_DELIVERY_MAX: usize = 4096;
+/// What the host may copy out of one `evaluate` (wasmtime's hostcall fuel): the
+/// payload budget, as much again for routes, keys, redactions and error text, and
+/// 64 KiB of slack. A guest that returns more is stopped while its result is lifted,
+/// before the host allocates for it.
+pub fn lift_budget(limits: &PolicyLimits) -> u64 {
+    limits.max_output.saturating_mul(2).saturating_add(64 << 10)
+}
+
 pub fn check(decision: Decision, limits: &PolicyLimits, routes: &RouteSet) -> Result<Outcome, PolicyFault> {
     let deliveries = match decision {
-        Decision::Drop(reason) => return Ok(Outcome::Drop(reason)),
+        Decision::Drop(reason) => return Ok(Outcome::Drop(guest_text(&reason))),
         Decision::Deliver(d) => d,
     };
     if deliveries.len() > limits.max_deliveries {
@@ -56,8 +71,29 @@ pub fn check(decision: Decision, limits: &PolicyLimits, routes: &RouteSet) -> Re
     }
     let mut shaped = Vec::with_capacity(deliveries.len());
     for (index, d) in deliveries.into_iter().enumerate() {
-        if !routes.allows(&d.route) {
-            return Err(PolicyFault::UnknownRoute { index, route: d.route });
+        if d.route.len() > ROUTE_NAME_MAX || !routes.allows(&d.route) {
+            return Err(PolicyFault::UnknownRoute { index, route: crate::text::capped(&d.route, ROUTE_NAME_MAX) });
+        }
+        if let Some(key) = &d.key {
+            if key.len() > KEY_MAX {
+                return Err(PolicyFault::OversizeField { index, field: "key", bytes: key.len(), max: KEY_MAX });
+            }
+        }
+        if d.redactions.len() > REDACTIONS_PER_DELIVERY_MAX {
+            return Err(PolicyFault::OversizeField {
+                index,
+                field: "redactions",
+                bytes: d.redactions.len(),
+                max: REDACTIONS_PER_DELIVERY_MAX,
+            });
+        }
+        if let Some(long) = d.redactions.iter().find(|r| r.len() > REDACTION_MAX) {
+            return Err(PolicyFault::OversizeField {
+                index,
+                field: "redactions[]",
+                bytes: long.len(),
+                max: REDACTION_MAX,
+            });
         }
         let payload = RawValue::from_string(d.payload).map_err(|e| PolicyFault::MalformedPayload {
             index,
@@ -102,5 +138,27 @@ mod tests {
         let e = check(Decision::Deliver(vec![d("default", &big)]), &limits, &routes()).unwrap_err();
         assert_eq!(e.kind(), "oversize_output");
         assert!(check(Decision::Deliver(vec![d("elsewhere", "1")]), &limits, &RouteSet::Any).is_ok());
+    }
+
+    #[test]
+    fn guest_strings_are_capped() {
+        let limits = PolicyLimits::default();
+        let long_route = "r".repeat(10_000);
+        let e = check(Decision::Deliver(vec![d(&long_route, "{}")]), &limits, &RouteSet::Any).unwrap_err();
+        assert_eq!(e.kind(), "unknown_route");
+        assert!(e.to_string().len() < 300, "the route is cut in the message: {}", e.to_string().len());
+        let mut keyed = d("default", "{}");
+        keyed.key = Some("k".repeat(KEY_MAX + 1));
+        let e = check(Decision::Deliver(vec![keyed]), &limits, &routes()).unwrap_err();
+        assert_eq!(e.to_string(), "delivery 0: `key` is 257 bytes, the limit is 256");
+        let mut redacted = d("default", "{}");
+        redacted.redactions = vec!["/a".into(); REDACTIONS_PER_DELIVERY_MAX + 1];
+        assert_eq!(check(Decision::Deliver(vec![redacted]), &limits, &routes()).unwrap_err().kind(), "oversize_field");
+        let mut redacted = d("default", "{}");
+        redacted.redactions = vec!["/".repeat(REDACTION_MAX + 1)];
+        assert_eq!(check(Decision::Deliver(vec![redacted]), &limits, &routes()).unwrap_err().kind(), "oversize_field");
+        let reason = format!("line one\nFAKE LOG LINE{}", "x".repeat(1 << 20));
+        let Outcome::Drop(kept) = check(Decision::Drop(reason), &limits, &routes()).unwrap() else { panic!() };
+        assert!(kept.len() < 1100 && !kept.contains('\n'), "{}", &kept[..40]);
     }
 }

@@ -7,8 +7,8 @@
 use super::bindings::{Event, EventPolicy, EventPolicyPre};
 use super::decision::{self, Outcome, RouteSet};
 use super::engine::PolicyEngine;
-use super::fault::{PolicyError, PolicyFault};
-use super::sandbox::{GuestLog, GuestState};
+use super::fault::{guest_text, PolicyError, PolicyFault};
+use super::sandbox::{CallBudget, GuestLog, GuestState};
 use crate::config::PolicyLimits;
 use crate::delivery::clock::now_ms;
 use anyhow::{anyhow, Context};
@@ -16,8 +16,9 @@ use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// The exports the `hostd:policy/event-policy@0.1.0` world requires.
 const REQUIRED_EXPORTS: [&str; 2] = ["configure", "evaluate"];
@@ -39,6 +40,8 @@ pub struct PolicyInstancePool {
     idle: Mutex<Vec<PolicyInstance>>,
     /// When the last call started (ms since the epoch), for idle eviction.
     last_used_ms: AtomicU64,
+    /// One permit per `evaluate` that may run at once (`limits.max_concurrency`).
+    slots: Semaphore,
 }
 
 struct PolicyInstance {
@@ -94,10 +97,11 @@ impl PolicyInstancePool {
             engine: engine.clone(),
             pre,
             config_json,
-            limits,
             routes,
             idle: Mutex::new(Vec::new()),
             last_used_ms: AtomicU64::new(now_ms()),
+            slots: Semaphore::new(limits.max_concurrency.max(1)),
+            limits,
         };
         // Instantiate and configure once now, so a bad config is refused at load time.
         let first = pool.instantiate().map_err(|f| anyhow!("{f}"))?;
@@ -183,6 +187,13 @@ impl PolicyInstancePool {
         Some(instance)
     }
 
+    /// Waits for one of the tenant's `limits.max_concurrency` evaluation slots; hold it
+    /// while evaluating. Callers take it in async code before `run_policy_code`, so a
+    /// tenant flooding ingest holds at most that many instances and threads.
+    pub async fn evaluation_slot(&self) -> SemaphorePermit<'_> {
+        self.slots.acquire().await.expect("the evaluation semaphore is never closed")
+    }
+
     /// Runs the policy on one event, on a reused instance when one is idle.
     pub fn evaluate(&self, event: &Event) -> Result<Outcome, PolicyError> {
         let started = Instant::now();
@@ -207,21 +218,40 @@ impl PolicyInstancePool {
         self.call(&mut instance, event).map_err(|f| self.error(f, started))
     }
 
-    /// One `evaluate` under the deadline, its decision checked.
+    /// One `evaluate` under the deadline, its decision checked. The host copies at
+    /// most [`decision::lift_budget`] bytes out of the call (wasmtime's hostcall fuel
+    /// stops the lift before anything larger is allocated); every string is then
+    /// checked against its own cap.
     fn call(&self, instance: &mut PolicyInstance, event: &Event) -> Result<Outcome, PolicyFault> {
-        instance.store.set_epoch_deadline(PolicyEngine::deadline_ticks(self.limits.deadline));
-        match instance.bindings.call_evaluate(&mut instance.store, event) {
+        let store = &mut instance.store;
+        store.data_mut().limiter.start_call();
+        store.data_mut().budget = Some(CallBudget::start(self.limits.deadline, self.limits.wall_deadline));
+        store.set_hostcall_fuel(usize::try_from(decision::lift_budget(&self.limits)).unwrap_or(usize::MAX));
+        store.set_epoch_deadline(PolicyEngine::deadline_ticks(self.limits.deadline));
+        let result = instance.bindings.call_evaluate(&mut *store, event);
+        match result {
             Ok(Ok(decision)) => decision::check(decision, &self.limits, &self.routes),
-            Ok(Err(message)) => Err(PolicyFault::Guest(message)),
-            Err(e) => Err(self.classify(e, instance.store.data())),
+            Ok(Err(message)) => Err(PolicyFault::Guest(guest_text(&message))),
+            Err(e) => Err(self.classify(e, store.data())),
         }
     }
 
     fn instantiate(&self) -> Result<PolicyInstance, PolicyFault> {
         let mut store = Store::new(self.engine.engine(), GuestState::new(self.log.clone(), self.limits.memory));
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(PolicyEngine::deadline_ticks(self.limits.deadline.max(CONFIGURE_DEADLINE_MIN)));
+        // When the wall-clock deadline passes, only a call that used its CPU budget
+        // (or ran past the wall-clock guard) is stopped; see `CallBudget`.
+        store.epoch_deadline_callback(|ctx| {
+            Ok(match ctx.data().budget.and_then(|b| b.remaining()) {
+                Some(left) => UpdateDeadline::Continue(PolicyEngine::deadline_ticks(left)),
+                None => UpdateDeadline::Interrupt,
+            })
+        });
+        let configure_deadline = self.limits.deadline.max(CONFIGURE_DEADLINE_MIN);
+        store.data_mut().budget =
+            Some(CallBudget::start(configure_deadline, self.limits.wall_deadline.max(configure_deadline)));
+        store.set_hostcall_fuel(usize::try_from(decision::lift_budget(&self.limits)).unwrap_or(usize::MAX));
+        store.set_epoch_deadline(PolicyEngine::deadline_ticks(configure_deadline));
         let bindings = match self.pre.instantiate(&mut store) {
             Ok(b) => b,
             Err(e) => {
@@ -233,7 +263,7 @@ impl PolicyInstancePool {
         };
         match bindings.call_configure(&mut store, &self.config_json) {
             Ok(Ok(())) => Ok(PolicyInstance { store, bindings }),
-            Ok(Err(message)) => Err(PolicyFault::Configure(message)),
+            Ok(Err(message)) => Err(PolicyFault::Configure(guest_text(&message))),
             Err(e) => Err(PolicyFault::Configure(self.classify(e, store.data()).to_string())),
         }
     }
@@ -243,9 +273,16 @@ impl PolicyInstancePool {
             return PolicyFault::Memory(state.limiter.max_bytes);
         }
         match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => PolicyFault::Deadline { limit: self.limits.deadline, elapsed: Duration::ZERO },
+            Some(Trap::Interrupt) => PolicyFault::Deadline {
+                limit: self.limits.deadline,
+                elapsed: Duration::ZERO,
+                cpu: state.budget.map(|b| b.cpu_used()).unwrap_or_default(),
+            },
             Some(trap) => PolicyFault::Trap(trap.to_string()),
-            None => PolicyFault::Trap(one_line(&err.to_string())),
+            None if is_hostcall_fuel_exhausted(&err) => {
+                PolicyFault::OverBudget { budget: decision::lift_budget(&self.limits) }
+            }
+            None => PolicyFault::Trap(guest_text(&one_line(&err.to_string()))),
         }
     }
 
@@ -287,6 +324,68 @@ fn prepare(engine: &PolicyEngine, component: &Component) -> crate::Result<EventP
         .map_err(|e| anyhow!("exports do not match the event-policy world: {}", one_line(&e.to_string())))
 }
 
+/// wasmtime stops a lift that would copy more than the store's hostcall fuel with an
+/// error of a private type; its message is the only way to recognise it.
+fn is_hostcall_fuel_exhausted(err: &wasmtime::Error) -> bool {
+    err.chain().any(|e| e.to_string().contains("fuel allocated for hostcalls has been exhausted"))
+}
+
 fn one_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicyEvent;
+
+    fn plugin(name: &str) -> std::path::PathBuf {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../plugins/target/wasm32-wasip2/release")
+            .join(format!("{name}.wasm"));
+        assert!(p.exists(), "{} is missing: run `make plugins`", p.display());
+        p
+    }
+
+    fn event(name: &str) -> PolicyEvent {
+        PolicyEvent {
+            tenant: "t".into(),
+            kind: "on_tool_end".into(),
+            name: name.into(),
+            run_id: "r".into(),
+            root_run_id: "r".into(),
+            parent_run_id: None,
+            step: 1,
+            tags: vec![],
+            metadata: "{}".into(),
+            data: "{\"output\":1}".into(),
+            timestamp_ms: 0,
+        }
+    }
+
+    fn load(name: &str, limits: PolicyLimits) -> PolicyInstancePool {
+        let engine = PolicyEngine::new().unwrap();
+        PolicyInstancePool::load_file(&engine, "t", &plugin(name), "{}".into(), limits, RouteSet::Any).unwrap()
+    }
+
+    #[test]
+    fn a_decision_larger_than_the_lift_budget_is_refused_while_it_is_lifted() {
+        let pool = load("hostile_aliased_output", PolicyLimits::default());
+        for name in ["alias", "alias-redactions", "huge-error"] {
+            let err = pool.evaluate(&event(name)).unwrap_err();
+            assert!(matches!(err.fault, PolicyFault::OverBudget { .. }), "{name}: {err}");
+        }
+        // The instance is still good for the next event.
+        assert!(pool.evaluate(&event("fine")).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_runs_at_most_max_concurrency_calls_at_once() {
+        let pool = load("pass_through", PolicyLimits { max_concurrency: 2, ..PolicyLimits::default() });
+        let (_a, _b) = (pool.evaluation_slot().await, pool.evaluation_slot().await);
+        let third = tokio::time::timeout(Duration::from_millis(50), pool.evaluation_slot()).await;
+        assert!(third.is_err(), "a third call waits for a slot");
+        drop(_a);
+        let _c = tokio::time::timeout(Duration::from_secs(5), pool.evaluation_slot()).await.expect("a freed slot");
+    }
 }

@@ -4,9 +4,10 @@
 //! when they do no I/O, so real (empty) WASI is linked rather than trapping stubs.
 
 use super::bindings::{hostd::policy::log, Level};
+use crate::text::{escape_control, truncate};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -17,8 +18,16 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 const LOG_LINES_PER_SECOND: u64 = 20;
 /// Longest guest log line kept; the rest is cut.
 const LOG_LINE_MAX: usize = 1024;
-/// Most table elements a guest may grow to.
+/// Most table elements a guest may grow one table to.
 const TABLE_ELEMENTS_MAX: usize = 100_000;
+/// What one table element costs the host (a pointer, as wasmtime stores it).
+const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
+/// Most core instances, tables and linear memories one policy instance may create.
+/// A Rust or C policy needs 1–3 of each; componentize-py's Python runtime links about
+/// a dozen core modules (see `tests/hostile_guests.rs` for the measured counts).
+pub const MAX_CORE_INSTANCES: usize = 64;
+pub const MAX_TABLES: usize = 64;
+pub const MAX_MEMORIES: usize = 16;
 
 /// Who is logging: the tenant and policy version, and the tenant's log budget.
 #[derive(Clone)]
@@ -35,7 +44,9 @@ impl GuestLog {
 
     fn emit(&self, level: Level, source: &str, message: &str) {
         let Some(suppressed) = self.budget.take() else { return };
-        let message = truncate(message.trim_end(), LOG_LINE_MAX);
+        // A guest's text is hostile: cut first, then escape line breaks and control
+        // characters, so one call is one log line that cannot fake another.
+        let message = escape_control(truncate(message.trim_end(), LOG_LINE_MAX));
         let (tenant, version) = (&*self.tenant, &*self.version);
         match level {
             Level::Debug => tracing::debug!(tenant, version, source, suppressed, "{message}"),
@@ -44,17 +55,6 @@ impl GuestLog {
             Level::Error => tracing::error!(tenant, version, source, suppressed, "{message}"),
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// A per-second window of log lines. `take` answers how many lines were suppressed
@@ -86,6 +86,8 @@ pub struct GuestState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: MemoryCap,
+    /// The budget of the call in progress (`configure` or `evaluate`).
+    pub budget: Option<CallBudget>,
     log: GuestLog,
 }
 
@@ -98,7 +100,7 @@ impl GuestState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        GuestState { wasi, table: ResourceTable::new(), limiter: MemoryCap::new(memory_cap), log }
+        GuestState { wasi, table: ResourceTable::new(), limiter: MemoryCap::new(memory_cap), budget: None, log }
     }
 }
 
@@ -116,34 +118,113 @@ impl log::Host for GuestState {
     }
 }
 
-/// Caps linear memory. A refused grow makes `memory.grow` return -1 (so a guest may
-/// recover), and is remembered so a trap that follows is reported as `memory`.
+/// Caps what one policy instance (its whole store) may hold: every linear memory and
+/// every table together, not each on its own, so a component with eight memories gets
+/// the same cap as one with one. It also caps how many core instances, tables and
+/// memories the store may create. A refused grow makes `memory.grow` return -1 (so a
+/// guest may recover), and is remembered so a trap that follows is reported as
+/// `memory`.
 pub struct MemoryCap {
     pub max_bytes: u64,
+    /// A grow was refused during the current call (reset by [`MemoryCap::start_call`]).
     pub hit: bool,
-    /// The largest memory the instance has asked for, for recycling bloated instances.
+    /// Bytes of memories and tables the store holds now.
+    pub used: u64,
+    /// The most the store has held, for recycling bloated instances.
     pub high_water: u64,
 }
 
 impl MemoryCap {
     fn new(max_bytes: u64) -> Self {
-        MemoryCap { max_bytes, hit: false, high_water: 0 }
+        MemoryCap { max_bytes, hit: false, used: 0, high_water: 0 }
+    }
+
+    /// Forgets a refusal from an earlier call, so this call's faults are its own.
+    pub fn start_call(&mut self) {
+        self.hit = false;
+    }
+
+    /// Grows the store's total from `current` to `desired` bytes of one memory or
+    /// table, if the total stays under the cap.
+    fn grow(&mut self, current: u64, desired: u64) -> bool {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.max_bytes {
+            self.hit = true;
+            return false;
+        }
+        self.used = total;
+        self.high_water = self.high_water.max(total);
+        true
     }
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired as u64 > self.max_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.high_water = self.high_water.max(desired as u64);
-        Ok(true)
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(self.grow(current as u64, desired as u64))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= TABLE_ELEMENTS_MAX)
+    fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > TABLE_ELEMENTS_MAX {
+            return Ok(false);
+        }
+        Ok(self.grow(current as u64 * TABLE_ELEMENT_BYTES, desired as u64 * TABLE_ELEMENT_BYTES))
     }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// The budget of the call running now, as the epoch-deadline callback checks it.
+///
+/// The epoch ticker measures wall-clock time, which also runs while the host starves
+/// the policy's thread of CPU (a build beside it, a burst on other tenants). So when
+/// the wall-clock deadline passes, the callback looks at the CPU time the thread has
+/// used since the call began: only a call that used its whole `deadline` of CPU is
+/// faulted as `deadline`; one that was merely preempted gets the rest of its CPU
+/// budget. `wall_limit` stays as the guard against a call that never finishes for
+/// any other reason.
+#[derive(Debug, Clone, Copy)]
+pub struct CallBudget {
+    pub started: Instant,
+    pub cpu_at_start: Duration,
+    pub deadline: Duration,
+    pub wall_limit: Duration,
+}
+
+impl CallBudget {
+    pub fn start(deadline: Duration, wall_limit: Duration) -> Self {
+        CallBudget { started: Instant::now(), cpu_at_start: thread_cpu_time(), deadline, wall_limit }
+    }
+
+    /// CPU time this thread has used since the call began.
+    pub fn cpu_used(&self) -> Duration {
+        thread_cpu_time().saturating_sub(self.cpu_at_start)
+    }
+
+    /// What to do when the epoch deadline passes: `None` to stop the call, or the
+    /// CPU time it still has.
+    pub fn remaining(&self) -> Option<Duration> {
+        if self.started.elapsed() >= self.wall_limit {
+            return None;
+        }
+        let used = self.cpu_used();
+        (used < self.deadline).then(|| self.deadline - used)
+    }
+}
+
+/// The CPU time the calling thread has used (user + system).
+pub fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
 /// Guest stdout / stderr: each write becomes log lines.
@@ -192,5 +273,84 @@ impl OutputStream for GuestOutputStream {
     }
     fn check_write(&mut self) -> StreamResult<usize> {
         Ok(64 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_is_the_sum_of_every_memory_and_table() {
+        let mut cap = MemoryCap::new(100 << 10);
+        // Three memories of 30 KiB each fit; a fourth does not, though each alone would.
+        for _ in 0..3 {
+            assert!(cap.memory_growing(0, 30 << 10, None).unwrap());
+        }
+        assert!(!cap.memory_growing(0, 30 << 10, None).unwrap());
+        assert!(cap.hit);
+        // Growing one of them counts only the difference.
+        assert!(cap.memory_growing(30 << 10, 35 << 10, None).unwrap());
+        assert_eq!(cap.used, 95 << 10);
+        // Tables count too, a pointer per element.
+        assert!(!cap.table_growing(0, 1024, None).unwrap());
+        assert!(cap.table_growing(0, 512, None).unwrap());
+        cap.start_call();
+        assert!(!cap.hit);
+        assert_eq!(cap.high_water, cap.used);
+    }
+
+    /// Instantiates a component (WAT text) in a store capped at `cap` bytes.
+    fn instantiate(wat: &str, cap: u64) -> wasmtime::Result<()> {
+        let engine = crate::policy::PolicyEngine::new().unwrap();
+        let component = wasmtime::component::Component::new(engine.engine(), wat)?;
+        let mut store = wasmtime::Store::new(engine.engine(), MemoryCap::new(cap));
+        store.limiter(|s| s);
+        wasmtime::component::Linker::new(engine.engine()).instantiate(&mut store, &component).map(|_| ())
+    }
+
+    #[test]
+    fn memories_of_every_core_instance_count_against_one_cap() {
+        let three = "(component (core module $m (memory 1)) (core instance (instantiate $m)) (core instance (instantiate $m)) (core instance (instantiate $m)))";
+        assert!(instantiate(three, 200 << 10).is_ok(), "3 × 64 KiB fit in 200 KiB");
+        assert!(instantiate(three, 150 << 10).is_err(), "3 × 64 KiB do not fit in 150 KiB together");
+    }
+
+    #[test]
+    fn proposals_policies_do_not_need_are_off() {
+        let engine = crate::policy::PolicyEngine::new().unwrap();
+        let two_memories = "(component (core module (memory 1) (memory 1)))";
+        let err = wasmtime::component::Component::new(engine.engine(), two_memories).unwrap_err();
+        assert!(format!("{err:#}").contains("multi"), "{err:#}");
+        let gc = "(component (core module (type (struct))))";
+        assert!(wasmtime::component::Component::new(engine.engine(), gc).is_err(), "no GC types");
+    }
+
+    #[test]
+    fn counts_of_instances_are_capped() {
+        let many: String = (0..=MAX_CORE_INSTANCES).map(|_| "(core instance (instantiate $m))").collect();
+        let wat = format!("(component (core module $m) {many})");
+        let err = instantiate(&wat, 1 << 20).unwrap_err();
+        assert!(format!("{err:#}").contains("instance"), "{err:#}");
+        let cap = MemoryCap::new(1 << 20);
+        assert_eq!((cap.tables(), cap.memories()), (MAX_TABLES, MAX_MEMORIES));
+    }
+
+    #[test]
+    fn a_preempted_call_keeps_its_cpu_budget() {
+        let budget = CallBudget::start(Duration::from_millis(50), Duration::from_secs(5));
+        // Sleeping uses wall-clock time, not CPU time.
+        std::thread::sleep(Duration::from_millis(80));
+        let left = budget.remaining().expect("a sleeping thread has CPU budget left");
+        assert!(left > Duration::from_millis(30), "{left:?}");
+        // Spinning uses CPU time: once it has used the budget, the call is stopped.
+        let spin = Instant::now();
+        while budget.cpu_used() < Duration::from_millis(60) && spin.elapsed() < Duration::from_secs(60) {
+            std::hint::black_box(0u64);
+        }
+        assert!(budget.remaining().is_none(), "a call that spun past its CPU budget is stopped");
+        let walled =
+            CallBudget { wall_limit: Duration::ZERO, ..CallBudget::start(Duration::from_secs(1), Duration::ZERO) };
+        assert!(walled.remaining().is_none(), "the wall-clock guard still stops a call");
     }
 }
