@@ -59,15 +59,16 @@ impl PolicyEngine {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        // Only what policies are built with: no GC heap, threads, 64-bit or multiple
-        // memories, exceptions or stack switching, which would each be more state a
-        // guest could make the host hold, outside the store's memory cap.
+        // Only what policies are built with: no GC heap, threads, 64-bit memories,
+        // exceptions or stack switching, which would each be more state a guest could
+        // make the host hold, outside the store's memory cap. Multi-memory stays on:
+        // wasmtime's own adapters between the core instances of a component with
+        // several memories (jco's JS components) need it, and the cap sums all memories.
         config.wasm_gc(false);
         config.wasm_function_references(false);
         config.wasm_threads(false);
         config.wasm_shared_everything_threads(false);
         config.wasm_memory64(false);
-        config.wasm_multi_memory(false);
         config.wasm_exceptions(false);
         config.wasm_stack_switching(false);
         config.wasm_component_model_async(false);
