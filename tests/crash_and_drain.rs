@@ -14,6 +14,7 @@ fn config(url: &str, extra_server: &str, route_extra: &str) -> String {
         r#"
 [server]
 data_dir = "{{dir}}/data"
+allow_private_targets = true
 {extra_server}
 
 [[tenants]]

@@ -33,7 +33,9 @@ fn webhook(url: &str, extra: &str) -> String {
 }
 
 fn start(tenants: &[String]) -> Hostd {
-    let mut config = "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n".to_string();
+    let mut config =
+        "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\nallow_private_targets = true\n"
+            .to_string();
     for t in tenants {
         config.push_str(t);
     }

@@ -40,6 +40,8 @@ pub struct App {
     tenants: Vec<Tenant>,
     tokens: TenantTokens,
     admin_token: Option<TenantTokens>,
+    /// `server.metrics_token_env`: what `/metrics` requires, when set.
+    metrics_token: Option<TenantTokens>,
     spool: Arc<Spool>,
     deliverer: Deliverer,
     body_limit: u64,
@@ -58,6 +60,11 @@ impl App {
     /// startup with an error that names the tenant and the part.
     pub fn build(config: &Config) -> crate::Result<App> {
         config.validate_shape()?;
+        let secrets = config.read_secrets().map_err(|problems| anyhow!("{}", problems.join("; ")))?;
+        for warning in &secrets.warnings {
+            tracing::warn!("{warning}");
+        }
+        let egress = crate::egress::Egress::from_server(&config.server);
         let engine = PolicyEngine::new()?.with_disk_cache(&config.server.data_dir.join("compiled"))?;
         // Each load keeps the instance `configure` ran on only while it fits the budget,
         // so starting 1,000 tenants does not hold 1,000 instances.
@@ -65,15 +72,12 @@ impl App {
         let spool = Arc::new(Spool::open(&config.server.data_dir, config.server.durability)?);
         let mut deliverer = Deliverer::new();
         let mut tenants = Vec::with_capacity(config.tenants.len());
-        let mut tokens = Vec::new();
+        let tokens = &secrets.tenants;
 
-        for (index, tc) in config.tenants.iter().enumerate() {
-            if let Some(token) = tc.read_token()? {
-                tokens.push((index, token));
-            }
+        for tc in &config.tenants {
             let id: Arc<str> = Arc::from(tc.id.as_str());
             for (name, rc) in &tc.routes {
-                let sink = sinks::build(&tc.id, name, rc).with_context(|| format!("tenant `{}`", tc.id))?;
+                let sink = sinks::build(&tc.id, name, rc, &egress).with_context(|| format!("tenant `{}`", tc.id))?;
                 deliverer.add_route(id.clone(), name.clone(), sink, &rc.delivery, spool.clone());
             }
             let source = PolicySource::of(tc);
@@ -86,17 +90,13 @@ impl App {
                 on_policy_error: tc.on_policy_error,
             });
         }
-        let admin_token = match &config.server.admin_token_env {
-            Some(var) => {
-                let token = std::env::var(var).map_err(|_| anyhow!("server.admin_token_env: `{var}` is not set"))?;
-                Some(TenantTokens::new([(0, token.as_str())], None))
-            }
-            None => None,
-        };
+        let admin_token = secrets.admin.as_deref().map(|t| TenantTokens::new([(0, t)], None));
+        let metrics_token = secrets.metrics.as_deref().map(|t| TenantTokens::new([(0, t)], None));
         let open_tenant = config.server.allow_unauthenticated.then_some(0);
         Ok(App {
             tokens: TenantTokens::new(tokens.iter().map(|(i, t)| (*i, t.as_str())), open_tenant),
             admin_token,
+            metrics_token,
             tenants,
             spool,
             deliverer,
@@ -135,6 +135,14 @@ impl App {
     /// True when `token` is the admin token.
     pub fn is_admin_token(&self, token: &str) -> bool {
         self.admin_token.as_ref().is_some_and(|t| t.find(token).is_some())
+    }
+
+    /// True when `/metrics` needs no token, or `token` is the metrics token.
+    pub fn may_read_metrics(&self, token: Option<&str>) -> bool {
+        match &self.metrics_token {
+            None => true,
+            Some(t) => token.is_some_and(|token| t.find(token).is_some()),
+        }
     }
 
     pub fn tenant(&self, index: usize) -> &Tenant {

@@ -16,15 +16,12 @@ pub fn check(path: &Path) -> Vec<String> {
         Err(e) => return vec![format!("{e:#}")],
     };
     let mut problems = Vec::new();
-    if let Some(var) = &config.server.admin_token_env {
-        if std::env::var(var).is_err() {
-            problems.push(format!("server.admin_token_env: `{var}` is not set"));
-        }
+    match config.read_secrets() {
+        Ok(secrets) => secrets.warnings.iter().for_each(|w| tracing::warn!("{w}")),
+        Err(e) => problems.extend(e),
     }
+    let egress = crate::egress::Egress::from_server(&config.server);
     for tc in &config.tenants {
-        if let Err(e) = tc.read_token() {
-            problems.push(format!("{e:#}"));
-        }
         if !tc.policy.exists() {
             problems.push(format!("tenant `{}`: policy {}: file not found", tc.id, tc.policy.display()));
         } else if let Err(e) = load_policy(&engine, tc) {
@@ -36,7 +33,7 @@ pub fn check(path: &Path) -> Vec<String> {
                     problems.push(format!("tenant `{}`: route `{name}`: path {} is a directory", tc.id, path.display()))
                 }
                 RouteKind::Webhook(_) | RouteKind::RedisStream(_) | RouteKind::Kafka(_) | RouteKind::Sns(_) => {
-                    if let Err(e) = crate::sinks::build(&tc.id, name, rc) {
+                    if let Err(e) = crate::sinks::build(&tc.id, name, rc, &egress) {
                         problems.push(format!("tenant `{}`: {e:#}", tc.id));
                     }
                 }

@@ -14,6 +14,8 @@ pub mod app;
 pub mod check;
 pub mod config;
 pub mod delivery;
+pub mod egress;
+pub mod host_guard;
 pub mod ingest;
 pub mod policy;
 pub mod policy_test;

@@ -35,7 +35,7 @@ def fan_out_config(routes: list, admin: bool = True) -> str:
     admin_line = 'admin_token_env = "ADMIN_TOKEN"\n' if admin else ""
     names = ", ".join(f'"{r}"' for r in routes)
     return (
-        f'[server]\ndata_dir = "{{dir}}/data"\n{admin_line}'
+        f'[server]\ndata_dir = "{{dir}}/data"\nallow_private_targets = true\n{admin_line}'
         f'[[tenants]]\nid = "acme"\ntoken_env = "ACME_TOKEN"\npolicy = "{plugin("fan_out")}"\n'
         f"policy_config = {{ routes = [{names}] }}\n"
     )

@@ -18,6 +18,7 @@ def config(url: str) -> str:
     return f"""
 [server]
 data_dir = "{{dir}}/data"
+allow_private_targets = true
 [[tenants]]
 id = "acme"
 token_env = "ACME_TOKEN"

@@ -16,7 +16,14 @@ pub fn one_tenant(
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../plugins/target/wasm32-wasip2/release/pass_through.wasm");
     assert!(plugin.exists(), "run `make plugins` first");
     Config {
-        server: ServerConfig { listen, data_dir, durability, body_limit: 8 << 20, ..ServerConfig::default() },
+        server: ServerConfig {
+            listen,
+            data_dir,
+            durability,
+            body_limit: 8 << 20,
+            allow_private_targets: true, // the benches' receivers are on loopback
+            ..ServerConfig::default()
+        },
         tenants: vec![TenantConfig {
             id: "bench".into(),
             token_env: None,

@@ -4,8 +4,10 @@
 //! a setting silently ignored.
 
 mod routes;
+mod tokens;
 
 pub use routes::*;
+pub use tokens::*;
 
 use crate::units::{de_duration, de_size};
 use anyhow::{bail, Context};
@@ -66,6 +68,25 @@ pub struct ServerConfig {
     /// recently used tenants' idle instances are freed first.
     #[serde(default = "default_policy_memory_budget", deserialize_with = "de_size")]
     pub policy_memory_budget: u64,
+    /// Most events one ingest request may carry (413 above it, before any policy runs):
+    /// with the policy deadline, this bounds the policy time one request can cost.
+    #[serde(default = "default_max_events_per_request")]
+    pub max_events_per_request: usize,
+    /// A second listener for `/metrics`, `/readyz` and `/healthz`; when set, the ingest
+    /// listener serves only `/healthz` of the three.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Env var holding a token `/metrics` requires (`Authorization: Bearer`); `/readyz`
+    /// then shows the spool depths only to it.
+    pub metrics_token_env: Option<String>,
+    /// Proxy for webhook requests (`http://[user:pass@]host:port`). Without it webhooks
+    /// never use a proxy, whatever `HTTP_PROXY` / `HTTPS_PROXY` say.
+    pub http_proxy: Option<String>,
+    /// Let webhooks reach private, loopback, link-local and other non-public addresses.
+    #[serde(default)]
+    pub allow_private_targets: bool,
+    /// Non-public address ranges webhooks may reach anyway, like `["10.0.0.0/8"]`.
+    #[serde(default)]
+    pub allowed_private_targets: Vec<crate::egress::Cidr>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -92,8 +113,18 @@ impl Default for ServerConfig {
             watch_policies: true,
             policy_idle_ttl: default_policy_idle_ttl(),
             policy_memory_budget: default_policy_memory_budget(),
+            max_events_per_request: default_max_events_per_request(),
+            metrics_listen: None,
+            metrics_token_env: None,
+            http_proxy: None,
+            allow_private_targets: false,
+            allowed_private_targets: Vec::new(),
         }
     }
+}
+
+fn default_max_events_per_request() -> usize {
+    1000
 }
 
 fn default_true() -> bool {
@@ -252,6 +283,11 @@ impl Config {
                 listen: q.listen,
                 data_dir: q.data_dir,
                 allow_unauthenticated,
+                // The quickstart may reach loopback (a receiver beside it), nothing else private.
+                allowed_private_targets: ["127.0.0.0/8", "::1"]
+                    .iter()
+                    .filter_map(|c| crate::egress::Cidr::parse(c).ok())
+                    .collect(),
                 ..ServerConfig::default()
             },
             tenants: vec![TenantConfig {
@@ -326,6 +362,16 @@ impl Config {
                     t.limits.deadline
                 );
             }
+        }
+        let server = &self.server;
+        if server.max_events_per_request == 0 {
+            bail!("server.max_events_per_request must be at least 1");
+        }
+        if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
+            bail!("server.metrics_listen: must differ from server.listen ({})", server.listen);
+        }
+        if let Some(proxy) = &server.http_proxy {
+            crate::egress::proxy_host(proxy)?;
         }
         if self.server.allow_unauthenticated {
             if !self.server.listen.ip().is_loopback() {

@@ -94,6 +94,22 @@ pub async fn read_body(mut body: Body, headers: &HeaderMap, limit: u64) -> Resul
     Ok(buf.freeze())
 }
 
+/// 413 when a batch has more events than `server.max_events_per_request`: checked
+/// before any policy runs, it bounds the policy time one request can take.
+fn check_event_count(count: usize, limit: usize) -> Result<(), ApiError> {
+    if count <= limit {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_many_events",
+        format!(
+            "the batch has {count} events; at most {limit} are accepted per request \
+             (server.max_events_per_request): split it, nothing of it was accepted"
+        ),
+    ))
+}
+
 #[tracing::instrument(skip_all)]
 async fn post_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     if app.is_draining() {
@@ -107,6 +123,7 @@ async fn post_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         true => ApiError::new(StatusCode::FORBIDDEN, "wrong_tenant", e.message),
         false => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.message),
     })?;
+    check_event_count(events.len(), app.server_config().max_events_per_request)?;
     let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
     let accepted = app.accept(tenant, events).await.map_err(|e| {
         tracing::error!("{e}");
@@ -117,4 +134,18 @@ async fn post_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
         keys.iter().zip(&accepted).map(|(k, a)| json!({"idempotency_key": k, "duplicate": a.duplicate})).collect();
     let body = json!({"accepted": keys.len(), "duplicates": duplicates, "idempotency_keys": keys, "events": per_event});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_count_is_capped_with_both_numbers() {
+        assert!(check_event_count(1000, 1000).is_ok());
+        let e = check_event_count(37_000, 1000).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.code, "too_many_events");
+        assert!(e.message.contains("37000 events; at most 1000"), "{}", e.message);
+    }
 }

@@ -11,6 +11,7 @@ pub mod webhook;
 use crate::config::{RouteConfig, RouteKind};
 use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
+use crate::egress::Egress;
 use std::sync::Arc;
 
 /// The seam every transport implements.
@@ -36,11 +37,12 @@ pub trait Sink: Send + Sync {
 }
 
 /// Builds the sink a route's config names. Errors name the route and the part.
-pub fn build(tenant: &str, route: &str, config: &RouteConfig) -> crate::Result<Arc<dyn Sink>> {
+/// `egress` is where webhooks may connect (`[server]`).
+pub fn build(tenant: &str, route: &str, config: &RouteConfig, egress: &Egress) -> crate::Result<Arc<dyn Sink>> {
     Ok(match &config.kind {
         RouteKind::File { path } => Arc::new(file::FileSink::open(route, path)?),
         RouteKind::Stdout {} => Arc::new(stdout::StdoutSink),
-        RouteKind::Webhook(w) => Arc::new(webhook::WebhookSink::new(route, w)?),
+        RouteKind::Webhook(w) => Arc::new(webhook::WebhookSink::new(route, w, egress)?),
         RouteKind::RedisStream(r) => Arc::new(redis_stream::RedisStreamSink::new(tenant, route, r)?),
         RouteKind::Kafka(k) => Arc::new(kafka::KafkaSink::new(tenant, route, k)?),
         RouteKind::Sns(c) => Arc::new(sns::SnsSink::new(route, c)?),

@@ -8,10 +8,12 @@ use super::{describe_error, Sink};
 use crate::config::WebhookConfig;
 use crate::delivery::retry::{parse_retry_after, SendOutcome};
 use crate::delivery::Delivery;
+use crate::egress::{self, Egress, RefusedTarget, TargetPolicy};
 use crate::signing::{self, SigningKey};
 use anyhow::{anyhow, bail};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How much of a failed response body is kept for the DLQ.
@@ -19,6 +21,9 @@ const BODY_EXCERPT: usize = 2048;
 
 pub struct WebhookSink {
     client: reqwest::Client,
+    route: String,
+    /// Checked again before each send; names are checked by the client's resolver.
+    targets: Arc<TargetPolicy>,
     url: reqwest::Url,
     keys: Vec<SigningKey>,
     standard_webhooks: bool,
@@ -30,12 +35,14 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// Reads the secrets and checks the URL and headers. Errors name the route and key
     /// but never a secret.
-    pub fn new(route: &str, config: &WebhookConfig) -> crate::Result<Self> {
+    /// `egress` decides which addresses it may reach and through which proxy.
+    pub fn new(route: &str, config: &WebhookConfig, egress: &Egress) -> crate::Result<Self> {
         let url =
             reqwest::Url::parse(&config.url).map_err(|e| anyhow!("route `{route}`: url: not a valid URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
             bail!("route `{route}`: url: scheme must be http or https, not `{}`", url.scheme());
         }
+        egress.targets.check_url(&url).map_err(|e| anyhow!("route `{route}`: url: {e}"))?;
         let mut keys = Vec::new();
         for var in config.secret_env.to_vec() {
             let secret = std::env::var(&var).map_err(|_| anyhow!("route `{route}`: secret_env `{var}` is not set"))?;
@@ -63,7 +70,9 @@ impl WebhookSink {
                 .map_err(|_| anyhow!("route `{route}`: headers.{name}: not a valid header value"))?;
             headers.insert(n, v);
         }
-        let client = reqwest::Client::builder()
+        let client = egress
+            .client_builder()
+            .map_err(|e| anyhow!("route `{route}`: {e}"))?
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
@@ -72,6 +81,8 @@ impl WebhookSink {
             .map_err(|e| anyhow!("route `{route}`: cannot build the HTTP client: {e}"))?;
         Ok(WebhookSink {
             client,
+            route: route.to_string(),
+            targets: egress.targets.clone(),
             url,
             keys,
             standard_webhooks: config.standard_webhooks,
@@ -106,6 +117,9 @@ impl WebhookSink {
 #[async_trait::async_trait]
 impl Sink for WebhookSink {
     async fn send(&self, delivery: &Delivery) -> SendOutcome {
+        if let Err(e) = self.targets.check_url(&self.url) {
+            return self.refused(&e);
+        }
         let body = encode::sorted_json(delivery.payload.get());
         let headers = self.request_headers(delivery, &body);
         let response = self.client.post(self.url.clone()).headers(headers).body(body).send().await;
@@ -128,9 +142,19 @@ impl Sink for WebhookSink {
                 error: format!("timed out after {:?}", self.timeout),
                 retry_after: None,
             },
-            // `without_url`: a URL may carry a token in its query.
-            Err(e) => SendOutcome::Retry { status: None, error: describe_error(&e.without_url()), retry_after: None },
+            Err(e) => match egress::refused_target(&e) {
+                Some(refused) => self.refused(refused),
+                // `without_url`: a URL may carry a token in its query.
+                None => SendOutcome::Retry { status: None, error: describe_error(&e.without_url()), retry_after: None },
+            },
         }
+    }
+}
+
+impl WebhookSink {
+    /// A target the egress policy refuses: dead-lettered at once (retrying cannot help).
+    fn refused(&self, e: &RefusedTarget) -> SendOutcome {
+        SendOutcome::Fatal { status: None, error: format!("route `{}`: refused target: {e}", self.route) }
     }
 }
 
