@@ -15,6 +15,7 @@ pub mod check;
 pub mod config;
 pub mod delivery;
 pub mod ingest;
+pub mod json;
 pub mod policy;
 pub mod policy_test;
 pub mod server;
