@@ -95,3 +95,42 @@ fn version_prints() {
     assert!(ok);
     assert!(out.starts_with("hostd "), "{out}");
 }
+
+#[test]
+fn policy_test_names_a_payload_it_cannot_show_instead_of_panicking() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let cases = [
+        (r#"{"event":"a","run_id":"r","data":{"s":"\ud800"}}"#, "holds a lone surrogate escape"),
+        (r#"{"event":"a","run_id":"r","data":{"n":1e400}}"#, "number out of range"),
+        (
+            r#"{"event":"a","run_id":"r","data":{"n":123456789012345678901234567890}}"#,
+            "would read as 1.2345678901234568e+29",
+        ),
+    ];
+    for (line, want) in cases {
+        std::fs::write(&events, format!("{line}\n")).unwrap();
+        let (ok, _, err) = hostd(
+            &[
+                "policy",
+                "test",
+                "--plugin",
+                plugin("pass_through").to_str().unwrap(),
+                "--events",
+                events.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(!ok, "{line}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains(":1: delivery 0 (route `default`): the payload cannot be shown as it is: "), "{err}");
+        assert!(err.contains(want), "`{err}` should contain `{want}`");
+    }
+    let deep = format!(r#"{{"event":"a","run_id":"r","data":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+    std::fs::write(&events, format!("{deep}\n")).unwrap();
+    let (ok, _, err) = hostd(
+        &["policy", "test", "--plugin", plugin("pass_through").to_str().unwrap(), "--events", events.to_str().unwrap()],
+        &[],
+    );
+    assert!(!ok && !err.contains("panicked") && err.contains(":1: arrays and objects nest 201 levels deep"), "{err}");
+}

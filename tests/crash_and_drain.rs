@@ -35,7 +35,8 @@ fn envs() -> Vec<(&'static str, &'static str)> {
     vec![("ACME_TOKEN", TOKEN), ("WH_SECRET", "whsec_c2VjcmV0LWtleS0wMTIzNDU2Nzg5")]
 }
 
-/// Posts `batch` until hostd answers 202 (it may be down or restarting); returns the keys.
+/// Posts `batch` until hostd answers 202 (it may be down or restarting); returns the
+/// `webhook-id` each delivery will carry (the keys scoped by tenant and route).
 fn post_until_accepted(url: &str, batch: &[Value]) -> Vec<String> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     for _ in 0..600 {
@@ -52,7 +53,7 @@ fn post_until_accepted(url: &str, batch: &[Value]) -> Vec<String> {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|k| k.as_str().unwrap().to_string())
+                    .map(|k| message_id("acme", "default", k.as_str().unwrap()))
                     .collect();
             }
         }

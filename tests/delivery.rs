@@ -106,8 +106,9 @@ fn retry_matrix() {
     assert_eq!(got.len(), 1);
     let tries = rx.on("r500");
     assert_eq!(tries.len(), 3);
-    assert!(tries.iter().all(|r| r.header("webhook-id") == "t500-root:on_tool_end:1"));
-    assert!(tries.iter().all(|r| r.header("idempotency-key") == "t500-root:on_tool_end:1"));
+    let id = message_id("t500", "default", "t500-root:on_tool_end:1");
+    assert!(tries.iter().all(|r| r.header("webhook-id") == id));
+    assert!(tries.iter().all(|r| r.header("idempotency-key") == id));
 
     // 429 with Retry-After: 2 waits at least 2 s (the schedule alone would wait 200 ms).
     let got = rx.wait_delivered("r429", 1, WAIT);
@@ -372,6 +373,10 @@ fn dlq_list_show_replay_purge_by_cli_and_api() {
     let got = rx.wait_delivered("fixme", 1, WAIT);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].json()["data"]["fixed"], true);
-    assert_eq!(got[0].header("webhook-id"), "froot:on_tool_end:0", "the replay keeps the idempotency key");
+    assert_eq!(
+        got[0].header("webhook-id"),
+        message_id("fixme", "default", "froot:on_tool_end:0"),
+        "the replay keeps the idempotency key"
+    );
     assert!(dlq_for(&h, "fixme").is_empty());
 }

@@ -242,3 +242,38 @@ fn dedupe_never_appends_twice_even_when_a_retry_follows_a_successful_xadd() {
     assert_eq!(count(&deduped, &mut conn), 1, "with dedupe the key is appended once");
     let _: () = conn.del(&[&deduped, &plain]).unwrap();
 }
+
+#[test]
+fn tenants_sharing_a_deduped_stream_both_get_their_entry_for_the_same_key() {
+    let url = redis_url();
+    let shared = unique("shared");
+    let mut config = "[server]\ndata_dir = \"{dir}/data\"\n".to_string();
+    for tenant in ["acme", "globex"] {
+        config.push_str(&format!(
+            "[[tenants]]\nid = \"{tenant}\"\ntoken_env = \"TOKEN_{}\"\npolicy = \"{}\"\npolicy_config = {{ routes = [\"events\"] }}\n\
+             [tenants.routes.events]\ntype = \"redis-stream\"\nurl = \"{url}\"\nstream = \"{shared}\"\ndedupe = true\n",
+            tenant.to_uppercase(),
+            plugin("fan_out").display()
+        ));
+    }
+    let h = Hostd::with_config(&config, &[("TOKEN_ACME", "acme-token"), ("TOKEN_GLOBEX", "globex-token")]);
+    // The same explicit key from both tenants; globex first, so it could pre-claim acme's.
+    let event = json!({"event": "on_tool_end", "run_id": "r", "idempotency_key": "order-1", "data": {}});
+    for token in ["globex-token", "acme-token"] {
+        assert_eq!(h.post_json(Some(token), &event).0, 202);
+    }
+    let mut conn = redis(&url);
+    let len = wait_len(&mut conn, &shared, 2, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let reply: redis::streams::StreamRangeReply = conn.xrange_all(&shared).unwrap();
+    let tenants: HashSet<String> = reply.ids.iter().map(|id| id.get::<String>("tenant").unwrap_or_default()).collect();
+    assert_eq!(len, 2, "one entry per tenant, not one for whoever came first");
+    assert_eq!(reply.ids.len(), 2);
+    assert_eq!(tenants, HashSet::from(["acme".to_string(), "globex".to_string()]));
+    for tenant in ["acme", "globex"] {
+        let key = format!("hostd:dedupe:{shared}:{}", message_id(tenant, "events", "order-1"));
+        let exists: bool = conn.exists(&key).unwrap();
+        assert!(exists, "the dedupe key is scoped by tenant and route: {key}");
+    }
+    let _: () = conn.del(&shared).unwrap();
+}

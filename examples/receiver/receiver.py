@@ -2,9 +2,11 @@
 
 It verifies both signatures hostd sends (Standard Webhooks with the official
 `standardwebhooks` library, and `X-Signature-256` with `hmac.compare_digest`), rejects
-timestamps older than 5 minutes, and dedupes on the idempotency key with Redis
+timestamps older than 5 minutes, and dedupes on `webhook-id` with Redis
 `SET NX EX 86400` — answering 200 for a first delivery and a replay alike, so hostd
-stops retrying either way.
+stops retrying either way. hostd's `webhook-id` is the event's idempotency key scoped by
+tenant and route (`msg_` + a sha256), so one receiver can serve several tenants: one
+tenant's deliveries never dedupe another's.
 
 Run it:  WEBHOOK_SECRET=whsec_... REDIS_URL=redis://127.0.0.1:6379/0 \
          uvicorn receiver:app --port 9000

@@ -17,6 +17,7 @@ pub mod delivery;
 pub mod egress;
 pub mod host_guard;
 pub mod ingest;
+pub mod json;
 pub mod policy;
 pub mod policy_test;
 pub mod server;

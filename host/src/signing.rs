@@ -10,7 +10,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -68,18 +68,6 @@ pub fn x_signature_256(key: &SigningKey, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// An idempotency key made safe for a header and for Standard Webhooks' `webhook-id`:
-/// kept as it is when it is short printable ASCII without separators, otherwise a
-/// stable `hk_` digest of it (so every retry carries the same id).
-pub fn header_safe_id(key: &str) -> String {
-    let safe = key.len() <= 200 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b));
-    if safe && !key.is_empty() {
-        key.to_string()
-    } else {
-        format!("hk_{}", &hex::encode(Sha256::digest(key.as_bytes()))[..40])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,13 +90,5 @@ mod tests {
         assert!(!format!("{a:?}").contains("aaa"));
         assert!(x_signature_256(&a, b"{}").starts_with("sha256="));
         assert!(SigningKey::parse("whsec_!!!").unwrap_err().contains("base64"));
-    }
-
-    #[test]
-    fn header_safe_ids() {
-        assert_eq!(header_safe_id("root-1:on_tool_end:3"), "root-1:on_tool_end:3");
-        let weird = header_safe_id("a b\nc");
-        assert!(weird.starts_with("hk_") && weird.len() == 43);
-        assert_eq!(weird, header_safe_id("a b\nc"));
     }
 }

@@ -1,5 +1,6 @@
 """Shared fixtures: the real hostd binary, plugins, a recording HTTP receiver, Redis."""
 
+import hashlib
 import http.server
 import json
 import os
@@ -21,6 +22,16 @@ def plugin(name: str) -> str:
     path = PLUGINS / f"{name}.wasm"
     assert path.exists(), f"{path} is missing: run `make plugins`"
     return str(path)
+
+
+def message_id(tenant: str, route: str, idempotency_key: str) -> str:
+    """The id hostd gives a delivery downstream (`webhook-id`, `Idempotency-Key`, the
+    Redis and SNS dedupe ids), as the README documents it: scoped by tenant and route."""
+    data = b"hostd-message-id-v1"
+    for part in (tenant, route, idempotency_key):
+        raw = part.encode()
+        data += len(raw).to_bytes(8, "big") + raw
+    return "msg_" + hashlib.sha256(data).hexdigest()
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from conftest import REDIS_URL, ROOT, Recorder, fan_out_config, free_port, post_events
+from conftest import REDIS_URL, ROOT, Recorder, fan_out_config, free_port, message_id, post_events
 
 SECRET = "whsec_" + base64.b64encode(b"receiver-example-signing-key").decode()
 
@@ -64,14 +64,19 @@ secret_env = "WH"
     deadline = time.time() + 15
     while len(lines(out)) < 3 and time.time() < deadline:
         time.sleep(0.05)
-    assert sorted(l["webhook_id"] for l in lines(out)) == [f"root:on_tool_end:{i}" for i in range(3)]
+    want = sorted(message_id("acme", "receiver", f"root:on_tool_end:{i}") for i in range(3))
+    assert sorted(l["webhook_id"] for l in lines(out)) == want
 
-    # A replay of a delivery (same id, fresh signature) answers 200 and is not processed again.
+    # The copy route's delivery of the same event is another delivery (its id is scoped
+    # by route): processed once; a replay of it (same id, fresh signature) answers 200
+    # and is not processed again.
     sent = copy.wait(3)[0]
     sent["headers"] = {k: v for k, v in sent["headers"].items() if k not in ("host", "content-length")}
+    first = httpx.post(url, content=sent["body"], headers=sent["headers"])
+    assert first.status_code == 200 and first.text == "ok"
     replay = httpx.post(url, content=sent["body"], headers=sent["headers"])
     assert replay.status_code == 200 and replay.text == "duplicate"
-    assert len(lines(out)) == 3
+    assert len(lines(out)) == 4
 
     # A forged body is refused.
     forged = httpx.post(url, content=sent["body"].replace(b"root", b"evil"), headers=sent["headers"])

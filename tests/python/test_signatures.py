@@ -8,7 +8,7 @@ import hmac
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from conftest import plugin, post_events
+from conftest import message_id, plugin, post_events
 
 NEW = "whsec_" + base64.b64encode(b"the-new-signing-key-0123456789").decode()
 OLD = "whsec_" + base64.b64encode(b"the-old-signing-key-9876543210").decode()
@@ -48,7 +48,8 @@ def test_both_schemes_verify_with_the_official_library(start_hostd, recorder):
     key = base64.b64decode(NEW[len("whsec_"):])
     expected = "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
     assert hmac.compare_digest(expected, headers["x-signature-256"])
-    assert headers["idempotency-key"] == headers["webhook-id"] == "root:on_tool_end:1"
+    # Both carry the message id: the idempotency key scoped by tenant and route.
+    assert headers["idempotency-key"] == headers["webhook-id"] == message_id("acme", "default", "root:on_tool_end:1")
 
     # A tampered body fails both.
     tampered = body.replace(b'"r1"', b'"r2"')

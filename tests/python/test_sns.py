@@ -93,12 +93,39 @@ def test_standard_and_fifo_topics_read_back(start_hostd):
 def test_fifo_drops_a_repeat_of_the_same_event(start_hostd):
     name = f"hostd-dup-{uuid.uuid4().hex[:8]}"
     fifo_arn, fifo_q = topic_with_queue(name, fifo=True)
-    # Two routes publishing the same delivery to the same FIFO topic: the same
-    # MessageDeduplicationId, as a retry or a replay would send.
-    h = start_hostd(config({"first": fifo_arn, "again": fifo_arn}), ENV)
+    # hostd's own dedupe window shortened to 1 ms, so posting the event again makes the
+    # same delivery again: the same MessageDeduplicationId, as a retry or a replay sends.
+    text = config({"fifo": fifo_arn}).replace("[server]\n", '[server]\ndedupe_window = "1ms"\n', 1)
+    h = start_hostd(text, ENV)
     post_events(h.url, "t", [event(1)])
+    time.sleep(0.2)
+    assert post_events(h.url, "t", [event(1)])["duplicates"] == 0, "hostd accepted it again"
     got = drain(fifo_q, 1)
     assert len(got) == 1, f"one SQS message for the repeated event, got {len(got)}"
+
+
+def test_tenants_sharing_a_fifo_topic_never_drop_each_other(start_hostd):
+    name = f"hostd-shared-{uuid.uuid4().hex[:8]}"
+    fifo_arn, fifo_q = topic_with_queue(name, fifo=True)
+    route = f"""[tenants.routes.fifo]
+type = "sns"
+topic_arn = "{fifo_arn}"
+region = "us-east-1"
+endpoint_url = "{MOTO}"
+retry = ["200ms", "400ms"]
+"""
+    head = fan_out_config(["fifo"])
+    globex = ("[[tenants]]" + head.split("[[tenants]]", 1)[1]).replace('id = "acme"', 'id = "globex"')
+    text = head + route + globex.replace('"ACME_TOKEN"', '"GLOBEX_TOKEN"') + route
+    h = start_hostd(text, {**ENV, "GLOBEX_TOKEN": "g"})
+    # The same explicit idempotency key from both tenants, the second after the first.
+    same = {"event": "on_tool_end", "run_id": "r", "idempotency_key": "order-1", "data": {}}
+    post_events(h.url, "g", [same])
+    post_events(h.url, "t", [same])
+    got = drain(fifo_q, 2)
+    assert len(got) == 2, f"one message per tenant, got {len(got)}"
+    tenants = sorted(m["MessageAttributes"]["tenant"]["StringValue"] for m in got)
+    assert tenants == ["acme", "globex"]
 
 
 def test_unknown_topic_is_dead_lettered_with_the_aws_error_code(start_hostd):

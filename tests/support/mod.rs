@@ -259,3 +259,17 @@ pub fn tool_end(root: &str, run: &str, step: u64, data: Value) -> Value {
 pub fn ndjson(events: &[Value]) -> String {
     events.iter().map(|e| format!("{e}\n")).collect()
 }
+
+/// The id hostd gives a delivery downstream (`webhook-id`, `Idempotency-Key`, the Redis
+/// and SNS dedupe ids), computed as the README documents it:
+/// `msg_` + hex(sha256("hostd-message-id-v1" ‖ for tenant, route, key: 8-byte big-endian length ‖ bytes)).
+pub fn message_id(tenant: &str, route: &str, idempotency_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(b"hostd-message-id-v1");
+    for part in [tenant, route, idempotency_key] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    format!("msg_{}", hex::encode(hash.finalize()))
+}

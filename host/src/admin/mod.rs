@@ -2,6 +2,10 @@
 //! live policies. The admin token
 //! (`[server] admin_token_env`) sees every tenant; a tenant's own token sees only its
 //! own entries and gets 403 on anyone else's.
+//!
+//! Every handler takes [`Caller`] as its first extractor after the state: axum runs
+//! extractors in order and the body one last, so a request without a valid token gets
+//! its 401 before a byte of its body is read.
 
 pub mod cli;
 pub mod policy;
@@ -11,7 +15,8 @@ use crate::app::{evaluate_all, App};
 use crate::delivery::clock::now_ms;
 use crate::ingest::event::parse_event;
 use crate::spool::{DlqEntry, DlqFilter};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,11 +24,20 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// Who is calling the admin API.
+/// Who is calling the admin API. As an extractor it authenticates the request from its
+/// headers alone (401 otherwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
     Admin,
     Tenant(usize),
+}
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        caller(app, &parts.headers)
+    }
 }
 
 pub fn router() -> Router<Arc<App>> {
@@ -128,28 +142,21 @@ impl FilterParams {
 
 async fn list(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
     Query(params): Query<FilterParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
     let filter = params.into_filter(caller, &app)?;
     let entries = app.spool().dlq_list(&filter).await.map_err(spool_error)?;
     Ok(Json(json!({"entries": entries})))
 }
 
-async fn show(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Result<Json<DlqEntry>, ApiError> {
-    let caller = caller(&app, &headers)?;
+async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> Result<Json<DlqEntry>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     caller.may_see(&app, &entry)?;
     Ok(Json(entry))
 }
 
-async fn delete(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
+async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     caller.may_see(&app, &entry)?;
     let n =
@@ -220,10 +227,9 @@ async fn select(app: &App, caller: Caller, selection: Selection) -> Result<Vec<D
 
 async fn replay(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
     Json(req): Json<ReplayRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
     let mode = req.mode.ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -280,10 +286,9 @@ async fn replay_through_policy(app: &App, entry: &DlqEntry) -> Result<(), String
 
 async fn purge(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
     Json(selection): Json<Selection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
     let entries = select(&app, caller, selection).await?;
     let ids = entries.iter().map(|e| e.id).collect();
     let n = app.spool().dlq_purge(&DlqFilter { ids: Some(ids), ..DlqFilter::default() }).await.map_err(spool_error)?;

@@ -11,15 +11,16 @@
 //! - `POST /admin/v1/tenants/{id}/policy/rollback` — back to the previous version.
 //!
 //! Reading is open to the admin token and to the tenant's own token; changing needs
-//! the admin token.
+//! the admin token. Both are checked before the body is read: the component is read
+//! only for the admin, and only up to [`MAX_COMPONENT_BYTES`].
 
-use super::{caller, Caller};
+use super::Caller;
 use crate::api_error::ApiError;
 use crate::app::App;
 use crate::policy::live::Swapped;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -32,17 +33,8 @@ pub const CONFIG_HEADER: &str = "hostd-policy-config";
 pub fn router() -> Router<Arc<App>> {
     Router::new()
         .route("/admin/v1/tenants", get(list))
-        .route(
-            "/admin/v1/tenants/{id}/policy",
-            get(show).put(replace).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
-        )
+        .route("/admin/v1/tenants/{id}/policy", get(show).put(replace))
         .route("/admin/v1/tenants/{id}/policy/rollback", post(rollback))
-}
-
-/// Who calls, and the index of the tenant `id` they may see.
-fn authorize(app: &App, headers: &HeaderMap, id: &str) -> Result<(Caller, usize), ApiError> {
-    let caller = caller(app, headers)?;
-    Ok((caller, tenant_index(app, caller, id)?))
 }
 
 fn tenant_index(app: &App, caller: Caller, id: &str) -> Result<usize, ApiError> {
@@ -75,8 +67,7 @@ fn status(app: &App, index: usize) -> Value {
     v
 }
 
-async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let caller = caller(&app, &headers)?;
+async fn list(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let tenants: Vec<Value> = (0..app.tenants().len())
         .filter(|&i| caller == Caller::Admin || caller == Caller::Tenant(i))
         .map(|i| status(&app, i))
@@ -84,23 +75,21 @@ async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Result<Json<Va
     Ok(Json(json!({"tenants": tenants})))
 }
 
-async fn show(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let (_, index) = authorize(&app, &headers, &id)?;
+async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let index = tenant_index(&app, caller, &id)?;
     Ok(Json(status(&app, index)))
 }
 
 async fn replace(
     State(app): State<Arc<App>>,
+    caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let (caller, index) = authorize(&app, &headers, &id)?;
+    let index = tenant_index(&app, caller, &id)?;
     admin_only(caller)?;
+    let body = read_component(body, &headers).await?;
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -120,10 +109,40 @@ async fn replace(
         }
     };
     let swapped = app
-        .swap_policy(index, Some(body.to_vec()), config, "api")
+        .swap_policy(index, Some(body), config, "api")
         .await
         .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_refused", e))?;
     Ok(Json(swap_json(&app, index, &swapped)))
+}
+
+/// The component, read only now that the caller is known to be the admin, and at most
+/// [`MAX_COMPONENT_BYTES`] of it: 413 past that (at once when `Content-Length` says so).
+async fn read_component(mut body: Body, headers: &HeaderMap) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the component exceeds the limit of {} MiB", MAX_COMPONENT_BYTES >> 20),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_COMPONENT_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the component: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len() + data.len() > MAX_COMPONENT_BYTES {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf)
 }
 
 fn bad_config(what: &str) -> ApiError {
@@ -132,10 +151,10 @@ fn bad_config(what: &str) -> ApiError {
 
 async fn rollback(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let (caller, index) = authorize(&app, &headers, &id)?;
+    let index = tenant_index(&app, caller, &id)?;
     admin_only(caller)?;
     let swapped =
         app.rollback_policy(index).map_err(|e| ApiError::new(StatusCode::CONFLICT, "no_previous_version", e))?;

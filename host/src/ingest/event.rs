@@ -7,8 +7,36 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// Longest idempotency key accepted.
+/// Longest idempotency key accepted from a client, and longest derived one.
 pub const MAX_IDEMPOTENCY_KEY: usize = 256;
+
+/// The idempotency key of an event that names none: `{root_run_id}:{event}:{step}`,
+/// with `%` and `:` in the two names written `%25` and `%3A`, so the two `:` are the
+/// only separators and distinct triples never give the same key (`("r", "x:y", 0)` is
+/// `r:x%3Ay:0`, `("r:x", "y", 0)` is `r%3Ax:y:0`). Names without `%` or `:` read as
+/// before. Past [`MAX_IDEMPOTENCY_KEY`] bytes the key is
+/// `{escaped root, cut to 64 bytes}~sha256-{hex of the full key}`: bounded, still
+/// distinct (it has no `:`, so it never equals an unhashed derived key).
+pub fn derived_idempotency_key(root_run_id: &str, kind: &str, step: u64) -> String {
+    fn escape(name: &str) -> std::borrow::Cow<'_, str> {
+        if name.contains(['%', ':']) {
+            name.replace('%', "%25").replace(':', "%3A").into()
+        } else {
+            name.into()
+        }
+    }
+    let root = escape(root_run_id);
+    let key = format!("{root}:{}:{step}", escape(kind));
+    if key.len() <= MAX_IDEMPOTENCY_KEY {
+        return key;
+    }
+    let mut cut = root.len().min(64);
+    while !root.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = crate::json::length_prefixed_sha256("hostd-derived-key-v1", &[&key]);
+    format!("{}~sha256-{}", &root[..cut], hex::encode(digest))
+}
 
 /// An event that passed validation.
 #[derive(Debug, Clone)]
@@ -178,6 +206,8 @@ impl<'a> WireFields<'a> {
 }
 
 pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventError> {
+    // Before any field is parsed: `RawValue` accepts any depth, later readers may not.
+    crate::json::check_depth(raw.get())?;
     let fields: WireFields<'_> = serde_json::from_str(raw.get()).map_err(|e| {
         if raw.get().trim_start().starts_with('{') {
             format!("{e}")
@@ -291,7 +321,7 @@ pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventE
             )
         }
         Some(k) => k,
-        None => format!("{root_run_id}:{kind}:{step}"),
+        None => derived_idempotency_key(&root_run_id, &kind, step),
     };
     Ok(AcceptedEvent {
         event: PolicyEvent {
@@ -390,6 +420,48 @@ mod tests {
         }
         assert!(json("{\"event\":").unwrap_err().message.starts_with("malformed JSON at line 1"));
         assert!(json(r#"{"event":"a","run_id":"1","tenant":"globex"}"#).unwrap_err().wrong_tenant);
+    }
+
+    #[test]
+    fn derived_keys_are_unambiguous_and_bounded() {
+        use serde_json::json;
+        let key = |root: &str, kind: &str, step: u64| {
+            let body = json!({"event": kind, "run_id": "r", "root_run_id": root, "step": step}).to_string();
+            json(&body).unwrap().remove(0).idempotency_key
+        };
+        assert_eq!(key("root-1", "on_tool_end", 3), "root-1:on_tool_end:3", "plain names read as before");
+        assert_ne!(key("r", "x:y", 0), key("r:x", "y", 0));
+        assert_eq!(key("r", "x:y", 0), "r:x%3Ay:0");
+        assert_eq!(key("r:x", "y", 0), "r%3Ax:y:0");
+        assert_ne!(key("a%3A", "b", 0), key("a:", "b", 0), "the escape itself is escaped");
+        let long_root = "é".repeat(300);
+        let long = key(&long_root, "on_tool_end", 1);
+        assert!(long.len() <= MAX_IDEMPOTENCY_KEY, "{} bytes", long.len());
+        assert!(long.starts_with(&"é".repeat(32)) && long.contains("~sha256-") && !long.contains(':'), "{long}");
+        assert_ne!(long, key(&long_root, "on_tool_end", 2));
+        assert_eq!(long, key(&long_root, "on_tool_end", 1), "stable, so retries are duplicates");
+        let long_kind = key("r", &"k".repeat(1000), 0);
+        assert!(long_kind.len() <= MAX_IDEMPOTENCY_KEY && long_kind.starts_with("r~sha256-"), "{long_kind}");
+        // The explicit-key limit is unchanged.
+        let explicit = json!({"event": "a", "run_id": "r", "idempotency_key": "k".repeat(257)}).to_string();
+        assert!(json(&explicit).unwrap_err().message.contains("257 bytes, the limit is 256"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_any_field_is_read() {
+        let nested = |levels: usize| {
+            format!(r#"{{"event":"a","run_id":"r","data":{}1{}}}"#, "[".repeat(levels), "]".repeat(levels))
+        };
+        assert!(json(&nested(127)).is_ok(), "128 levels with the event object");
+        let e = json(&nested(128)).unwrap_err();
+        assert_eq!(e.message, "event 0: arrays and objects nest 129 levels deep; the limit is 128");
+        let nd = format!("{{\"event\":\"a\",\"run_id\":\"r\"}}\n{}\n", nested(100_000));
+        let e = parse_body(nd.as_bytes(), BodyFormat::Ndjson, "acme").unwrap_err();
+        assert!(e.message.starts_with("event 1 (line 2): arrays and objects nest 100001 levels deep"), "{e}");
+        // What `RawValue` accepts and `Value` does not, kept for the policy as written.
+        let odd =
+            json(r#"{"event":"a","run_id":"r","data":{"s":"\ud800","n":1e400,"b":123456789012345678901234567890}}"#);
+        assert_eq!(odd.unwrap()[0].event.data, r#"{"s":"\ud800","n":1e400,"b":123456789012345678901234567890}"#);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 pub mod file;
 pub mod kafka;
+pub mod log_safe;
+pub mod message_id;
 pub mod redis_stream;
 pub mod sns;
 pub mod stdout;

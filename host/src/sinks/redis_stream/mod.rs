@@ -2,10 +2,12 @@
 //! idempotency_key … policy_version …`. Commands from concurrent deliveries share one
 //! multiplexed connection, so they are pipelined on the wire; the connection manager
 //! reconnects on its own after a Redis restart. With `dedupe = true` a Lua script does
-//! `SET NX EX` on the idempotency key and the `XADD` atomically, so a retry after a
-//! successful `XADD` (a lost reply) never appends twice.
+//! `SET NX EX` on the delivery's [`super::message_id`] (scoped by tenant and route, so
+//! tenants sharing a stream never dedupe each other) and the `XADD` atomically, so a
+//! retry after a successful `XADD` (a lost reply) never appends twice.
 
-use super::Sink;
+use super::log_safe::log_safe;
+use super::{message_id, Sink};
 use crate::config::RedisStreamConfig;
 use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
@@ -63,7 +65,7 @@ impl RedisStreamSink {
     fn add(&self, pipe: &mut redis::Pipeline, d: &Delivery) {
         match &self.dedupe {
             Some((script, window)) => {
-                let dedupe_key = format!("hostd:dedupe:{}:{}", self.stream, d.idempotency_key);
+                let dedupe_key = format!("hostd:dedupe:{}:{}", self.stream, message_id::of(d));
                 pipe.invoke_script(
                     script
                         .key(&self.stream)
@@ -142,7 +144,8 @@ impl Sink for RedisStreamSink {
 /// Retry what a reconnect or a wait can fix (I/O, timeouts, LOADING, BUSY, TRYAGAIN,
 /// OOM, READONLY failover…); dead-letter what it cannot (WRONGTYPE, auth, syntax).
 pub fn classify(e: &redis::RedisError) -> SendOutcome {
-    let error = format!("redis: {e}");
+    // The server's error text is outside input: bounded and escaped for the log.
+    let error = log_safe(&format!("redis: {e}"), 2048);
     let transient_codes = ["LOADING", "BUSY", "TRYAGAIN", "OOM", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "NOREPLICAS"];
     let transient = e.is_io_error()
         || e.is_timeout()

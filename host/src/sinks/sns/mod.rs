@@ -1,10 +1,13 @@
 //! AWS SNS: `Publish` of the payload with message attributes `event`, `tenant`,
 //! `policy_version` and `idempotency_key`. FIFO topics (`.fifo`) get `MessageGroupId` =
-//! the delivery key (a run stays in order) and `MessageDeduplicationId` from the
-//! idempotency key, so SNS itself drops a repeat within its 5-minute window.
+//! the delivery key (a run stays in order) and `MessageDeduplicationId` = the delivery's
+//! [`super::message_id`] (scoped by tenant and route), so SNS itself drops a repeat of
+//! the same delivery within its 5-minute window, and tenants sharing a topic never
+//! drop each other's.
 //! Credentials come from the standard AWS chain (env, profile, IMDS, ...).
 
-use super::{describe_error, Sink};
+use super::log_safe::log_safe;
+use super::{describe_error, message_id, Sink};
 use crate::config::SnsConfig;
 use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
@@ -79,8 +82,7 @@ impl Sink for SnsSink {
             .message_attributes("policy_version", attribute(&d.policy_version))
             .message_attributes("idempotency_key", attribute(&d.idempotency_key));
         if self.fifo {
-            publish =
-                publish.message_group_id(sns_safe_id(&d.key)).message_deduplication_id(sns_safe_id(&d.idempotency_key));
+            publish = publish.message_group_id(sns_safe_id(&d.key)).message_deduplication_id(message_id::of(d));
         }
         match tokio::time::timeout(self.config.timeout + Duration::from_secs(1), publish.send()).await {
             Ok(Ok(_)) => SendOutcome::Delivered,
@@ -105,7 +107,7 @@ where
             let err = service.err();
             let code = err.code().unwrap_or("Unknown").to_string();
             let status = e.raw_response().map(|r| r.status().as_u16());
-            let error = format!("sns: {code}: {}", err.message().unwrap_or(""));
+            let error = log_safe(&format!("sns: {code}: {}", err.message().unwrap_or("")), 2048);
             let retry = status.is_some_and(|s| s >= 500 || s == 429)
                 || code.contains("Throttl")
                 || code == "InternalError"

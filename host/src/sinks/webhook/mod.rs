@@ -1,10 +1,14 @@
 //! Signed HTTP webhooks: reqwest with rustls, connection reuse, a timeout per route.
-//! The body is the policy's payload serialised once with sorted keys; those exact
-//! bytes are signed ([`crate::signing`]) and sent.
+//! The body is the policy's payload in canonical form (sorted keys, strings and numbers
+//! as written); those exact bytes are signed ([`crate::signing`]) and sent. A payload
+//! with no canonical form is dead-lettered, never sent as something else. The id in
+//! `webhook-id` / `Idempotency-Key` is the tenant- and route-scoped
+//! [`super::message_id`].
 
 mod encode;
 
-use super::{describe_error, Sink};
+use super::log_safe::log_safe;
+use super::{describe_error, message_id, Sink};
 use crate::config::WebhookConfig;
 use crate::delivery::retry::{parse_retry_after, SendOutcome};
 use crate::delivery::Delivery;
@@ -16,8 +20,11 @@ use reqwest::StatusCode;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How much of a failed response body is kept for the DLQ.
+/// How much of a failed response body is read and kept for the DLQ (escaped, in bytes).
 const BODY_EXCERPT: usize = 2048;
+/// Longest wait for that excerpt: a receiver that drips its error body slowly does not
+/// hold the worker until the route timeout.
+const EXCERPT_DEADLINE: Duration = Duration::from_secs(1);
 
 pub struct WebhookSink {
     client: reqwest::Client,
@@ -96,8 +103,8 @@ impl WebhookSink {
     fn request_headers(&self, delivery: &Delivery, body: &[u8]) -> HeaderMap {
         let mut headers = self.headers.clone();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let id = signing::header_safe_id(&delivery.idempotency_key);
-        let id_value = HeaderValue::from_str(&id).expect("header-safe id");
+        let id = message_id::of(delivery);
+        let id_value = HeaderValue::from_str(&id).expect("a message id is `msg_` and hex");
         if self.standard_webhooks {
             let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
             let sig = signing::standard_webhooks_signature(&self.keys, &id, ts, body);
@@ -120,7 +127,15 @@ impl Sink for WebhookSink {
         if let Err(e) = self.targets.check_url(&self.url) {
             return self.refused(&e);
         }
-        let body = encode::sorted_json(delivery.payload.get());
+        let body = match encode::sorted_json(delivery.payload.get()) {
+            Ok(body) => body,
+            Err(e) => {
+                return SendOutcome::Fatal {
+                    status: None,
+                    error: format!("not sent: the payload has no canonical JSON form to sign ({e})"),
+                }
+            }
+        };
         let headers = self.request_headers(delivery, &body);
         let response = self.client.post(self.url.clone()).headers(headers).body(body).send().await;
         match response {
@@ -170,10 +185,21 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, excerpt: Stri
     }
 }
 
-async fn excerpt(resp: reqwest::Response) -> String {
-    let bytes = resp.bytes().await.unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_EXCERPT)]);
-    text.trim().to_string()
+/// The start of a failed answer's body for the DLQ and the log: at most
+/// [`BODY_EXCERPT`] bytes are read (chunk by chunk, within [`EXCERPT_DEADLINE`]), then
+/// the response is dropped; control characters are escaped.
+async fn excerpt(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::with_capacity(BODY_EXCERPT);
+    let read = async {
+        while buf.len() < BODY_EXCERPT {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(BODY_EXCERPT - buf.len())]),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(EXCERPT_DEADLINE, read).await;
+    log_safe(String::from_utf8_lossy(&buf).trim(), BODY_EXCERPT)
 }
 
 #[cfg(test)]
@@ -192,5 +218,90 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(classify(s(301), None, String::new()), SendOutcome::Fatal { .. }));
+    }
+
+    fn unsigned_sink(url: &str) -> WebhookSink {
+        let config: WebhookConfig = toml::from_str(&format!(
+            "url = \"{url}\"\nstandard_webhooks = false\nx_signature = false\ntimeout = \"30s\""
+        ))
+        .unwrap();
+        let loopback_allowed = crate::egress::Egress {
+            targets: std::sync::Arc::new(crate::egress::TargetPolicy { allow_all: true, ..Default::default() }),
+            proxy: None,
+        };
+        WebhookSink::new("default", &config, &loopback_allowed).unwrap()
+    }
+
+    fn delivery(payload: &str) -> Delivery {
+        Delivery {
+            id: 1,
+            tenant: "acme".into(),
+            route: "default".into(),
+            idempotency_key: "k".into(),
+            event: "on_tool_end".into(),
+            key: "root".into(),
+            policy_version: "v".into(),
+            redactions: vec![],
+            payload: serde_json::value::RawValue::from_string(payload.into()).unwrap(),
+            attempts: 0,
+            next_attempt_ms: 0,
+            created_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_payload_with_no_canonical_form_is_dead_lettered_unsent() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink = unsigned_sink(&format!("http://{}/hook", listener.local_addr().unwrap()));
+        // `RawValue` accepts any depth; the sink must not send it as anything else.
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        match sink.send(&delivery(&deep)).await {
+            SendOutcome::Fatal { status: None, error } => {
+                assert!(error.starts_with("not sent: the payload has no canonical JSON form"), "{error}");
+                assert!(error.contains("deeper than 128 levels at byte 128"), "{error}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
+        assert!(accepted.is_err(), "nothing was sent");
+    }
+
+    #[tokio::test]
+    async fn an_endless_error_body_is_read_only_up_to_the_excerpt() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let sink = unsigned_sink(&format!("http://{}/hook", listener.local_addr().unwrap()));
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = written.clone();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = stream.read(&mut buf).await;
+            let head = "HTTP/1.1 503 Service Unavailable\r\ntransfer-encoding: chunked\r\n\r\n";
+            let _ = stream.write_all(head.as_bytes()).await;
+            let line = "down\nERROR forged\n".repeat(256);
+            let chunk = format!("{:x}\r\n{line}\r\n", line.len());
+            // Bounded: 256 MiB at most, far more than an excerpt.
+            for _ in 0..(256 << 20) / line.len() {
+                if stream.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+                counter.fetch_add(line.len(), std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let started = std::time::Instant::now();
+        let outcome = sink.send(&delivery("{}")).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+        match outcome {
+            SendOutcome::Retry { status: Some(503), error, .. } => {
+                let excerpt = error.strip_prefix("HTTP 503: ").unwrap();
+                assert!(excerpt.len() <= BODY_EXCERPT && excerpt.len() > BODY_EXCERPT / 2, "{}", excerpt.len());
+                assert!(excerpt.starts_with("down\\nERROR forged\\n") && !excerpt.contains('\n'), "{excerpt}");
+            }
+            other => panic!("{other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sent = written.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(sent < 16 << 20, "the receiver wrote {sent} bytes: hostd kept reading");
     }
 }
