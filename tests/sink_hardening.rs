@@ -19,7 +19,9 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// hostd with one tenant per `(id, routes TOML)`, each on pass_through, token `{id}-token`.
 fn start(tenants: &[(&str, String)]) -> Hostd {
-    let mut config = "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\nallow_private_targets = true\n".to_string();
+    let mut config =
+        "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\nallow_private_targets = true\n"
+            .to_string();
     let mut envs = vec![("ADMIN_TOKEN".to_string(), ADMIN.to_string()), ("WH".to_string(), SECRET.to_string())];
     for (id, routes) in tenants {
         config.push_str(&format!(

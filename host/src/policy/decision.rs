@@ -95,11 +95,9 @@ pub fn check(decision: Decision, limits: &PolicyLimits, routes: &RouteSet) -> Re
                 max: REDACTION_MAX,
             });
         }
-        let payload = RawValue::from_string(d.payload).map_err(|e| PolicyFault::MalformedPayload {
-            index,
-            route: d.route.clone(),
-            error: e.to_string(),
-        })?;
+        let malformed = |error: String| PolicyFault::MalformedPayload { index, route: d.route.clone(), error };
+        crate::json::check_depth(&d.payload).map_err(malformed)?;
+        let payload = RawValue::from_string(d.payload).map_err(|e| malformed(e.to_string()))?;
         shaped.push(ShapedDelivery { route: d.route, payload, key: d.key, redactions: d.redactions });
     }
     Ok(Outcome::Deliver(shaped))
@@ -134,6 +132,9 @@ mod tests {
         assert_eq!(e.kind(), "malformed_payload");
         let e = check(Decision::Deliver(vec![d("default", "{}"); 17]), &limits, &routes()).unwrap_err();
         assert_eq!(e.kind(), "too_many_deliveries");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = check(Decision::Deliver(vec![d("default", &deep)]), &limits, &routes()).unwrap_err();
+        assert_eq!(e.kind(), "malformed_payload", "nesting is bounded as at ingest: {e}");
         let big = format!("\"{}\"", "x".repeat(1 << 20));
         let e = check(Decision::Deliver(vec![d("default", &big)]), &limits, &routes()).unwrap_err();
         assert_eq!(e.kind(), "oversize_output");

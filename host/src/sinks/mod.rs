@@ -3,7 +3,6 @@
 
 pub mod file;
 pub mod kafka;
-pub mod log_safe;
 pub mod message_id;
 pub mod redis_stream;
 pub mod sns;

@@ -6,11 +6,11 @@
 //! tenants sharing a stream never dedupe each other) and the `XADD` atomically, so a
 //! retry after a successful `XADD` (a lost reply) never appends twice.
 
-use super::log_safe::log_safe;
 use super::{message_id, Sink};
 use crate::config::RedisStreamConfig;
 use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
+use crate::text::log_safe;
 use anyhow::{anyhow, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::time::Duration;

@@ -6,11 +6,11 @@
 //! drop each other's.
 //! Credentials come from the standard AWS chain (env, profile, IMDS, ...).
 
-use super::log_safe::log_safe;
 use super::{describe_error, message_id, Sink};
 use crate::config::SnsConfig;
 use crate::delivery::retry::SendOutcome;
 use crate::delivery::Delivery;
+use crate::text::log_safe;
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
 use sha2::{Digest, Sha256};

@@ -7,13 +7,13 @@
 
 mod encode;
 
-use super::log_safe::log_safe;
 use super::{describe_error, message_id, Sink};
 use crate::config::WebhookConfig;
 use crate::delivery::retry::{parse_retry_after, SendOutcome};
 use crate::delivery::Delivery;
 use crate::egress::{self, Egress, RefusedTarget, TargetPolicy};
 use crate::signing::{self, SigningKey};
+use crate::text::log_safe;
 use anyhow::{anyhow, bail};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
