@@ -66,7 +66,7 @@ async fn fill_spool(spool: &Spool, tenant: &Arc<str>, route: &str) {
                 idempotency_key: format!("k{i}"),
                 event_kind: "on_tool_end".into(),
                 policy_version: Arc::from("bench"),
-                event: RawValue::from_string("{}".into()).unwrap(),
+                event: Some(RawValue::from_string("{}".into()).unwrap()),
                 shaped: Shaped::Deliver(vec![NewDelivery {
                     route: route.into(),
                     key: format!("run{}", i % 50),
@@ -241,7 +241,7 @@ async fn main() {
     kdeliverer.dispatch(pending).unwrap();
     loop {
         kspool.flush().await.unwrap();
-        if kspool.depths().await.unwrap().0 == 0 {
+        if kspool.depths().await.unwrap().pending == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -26,9 +26,17 @@ pub struct Tenant {
     /// Where the policy comes from (file, config, limits, fixtures): what a reload uses.
     pub source: Mutex<PolicySource>,
     on_policy_error: OnPolicyError,
+    /// Store the original event beside its deliveries and DLQ entries (for replay
+    /// through the policy).
+    keep_original: bool,
 }
 
 impl Tenant {
+    /// Whether the original event is stored (`keep_original`).
+    pub fn keep_original(&self) -> bool {
+        self.keep_original
+    }
+
     /// The active policy version. Callers hold the `Arc` for the whole evaluation, so
     /// a swap never changes the version under an event already being evaluated.
     pub fn policy(&self) -> Arc<PolicyInstancePool> {
@@ -60,16 +68,19 @@ impl App {
     /// startup with an error that names the tenant and the part.
     pub fn build(config: &Config) -> crate::Result<App> {
         config.validate_shape()?;
+        // First: the spool locks data_dir (one hostd per spool) and makes it private.
+        let spool = Arc::new(Spool::open(&config.server.data_dir, config.server.durability)?);
         let secrets = config.read_secrets().map_err(|problems| anyhow!("{}", problems.join("; ")))?;
         for warning in &secrets.warnings {
             tracing::warn!("{warning}");
         }
         let egress = crate::egress::Egress::from_server(&config.server);
-        let engine = PolicyEngine::new()?.with_disk_cache(&config.server.data_dir.join("compiled"))?;
+        let compiled = config.server.data_dir.join("compiled");
+        crate::spool::data_dir::secure_cache_dir(&compiled)?;
+        let engine = PolicyEngine::new()?.with_disk_cache(&compiled)?;
         // Each load keeps the instance `configure` ran on only while it fits the budget,
         // so starting 1,000 tenants does not hold 1,000 instances.
         engine.idle_budget().set_limit(config.server.policy_memory_budget);
-        let spool = Arc::new(Spool::open(&config.server.data_dir, config.server.durability)?);
         let mut deliverer = Deliverer::new();
         let mut tenants = Vec::with_capacity(config.tenants.len());
         let tokens = &secrets.tenants;
@@ -88,6 +99,7 @@ impl App {
                 live: LivePolicy::new(policy, "startup"),
                 source: Mutex::new(source),
                 on_policy_error: tc.on_policy_error,
+                keep_original: tc.keep_original,
             });
         }
         let admin_token = secrets.admin.as_deref().map(|t| TenantTokens::new([(0, t)], None));
@@ -237,7 +249,7 @@ impl App {
             idempotency_key: event.idempotency_key,
             event_kind: event.event.kind,
             policy_version: policy.version().clone(),
-            event: event.raw,
+            event: tenant.keep_original.then_some(event.raw),
             shaped,
         }
     }

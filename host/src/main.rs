@@ -124,6 +124,7 @@ enum DlqCommand {
     List {
         #[command(flatten)]
         filter: FilterArgs,
+        /// At most this many entries (default: all, fetched page by page).
         #[arg(long)]
         limit: Option<usize>,
     },

@@ -71,31 +71,36 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready when the spool answers and hostd is not draining.
-/// The depths only to the metrics token when `server.metrics_token_env` is set.
+/// Ready when hostd is not draining, the spool's writer commits (its last batch did,
+/// or a probe write does now) and its reader counts. The depths are shown only to the
+/// metrics token when `server.metrics_token_env` is set.
 async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> impl IntoResponse {
+    let unavailable = |status: &str, error: String| {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": status, "error": error})))
+    };
     if app.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
     }
-    match app.spool().depths().await {
+    if let Some(error) = app.spool().write_failure().await {
+        return unavailable("spool not writing", error);
+    }
+    let sample = match app.spool().last_depths() {
+        Some(s) => s.depths,
+        None => app.spool().sample_depths().await.map_err(|e| e.message),
+    };
+    match sample {
         Ok(_) if !app.may_read_metrics(bearer(&headers)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
-        Ok((pending, dead)) => {
-            (StatusCode::OK, Json(json!({"status": "ready", "spool_depth": pending, "dlq_depth": dead})))
-        }
-        Err(e) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "spool unavailable", "error": e.to_string()})))
-        }
+        Ok(d) => (StatusCode::OK, Json(json!({"status": "ready", "spool_depth": d.pending, "dlq_depth": d.dead}))),
+        Err(e) => unavailable("spool unavailable", e),
     }
 }
 
+/// The Prometheus text. The depth gauges come from the spool's periodic count
+/// (`sample_depths`), not from a count per scrape.
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if !app.may_read_metrics(bearer(&headers)) {
         let message = "GET /metrics needs `Authorization: Bearer <metrics token>` (server.metrics_token_env)";
         return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-    }
-    if let Ok((pending, dead)) = app.spool().depths().await {
-        metrics::gauge!(m::SPOOL_DEPTH).set(pending as f64);
-        metrics::gauge!(m::DLQ_DEPTH).set(dead as f64);
     }
     match telemetry::prometheus() {
         Some(handle) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], handle.render()),
@@ -133,15 +138,8 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
     if resumed > 0 {
         tracing::info!("resumed {resumed} pending deliveries from the spool");
     }
-    let window = config.server.dedupe_window;
-    let expiry_app = app.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            tick.tick().await;
-            expiry_app.spool().expire_keys(window);
-        }
-    });
+    tokio::spawn(expire(app.clone(), config.server.dedupe_window, config.server.dlq_retention));
+    tokio::spawn(sample_depths(app.clone()));
 
     let _watcher = match config.server.watch_policies {
         true => Some(crate::swap::watch_policy_files(app.clone())?),
@@ -175,6 +173,43 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
     }
     tracing::info!("stopped after {:?}", started.elapsed());
     Ok(())
+}
+
+/// Every minute: forgets idempotency keys past the dedupe window and deletes DLQ entries
+/// past their retention, each in small batches so ingest commits go between them.
+async fn expire(app: Arc<App>, dedupe_window: Duration, dlq_retention: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.spool().expire_keys(dedupe_window).await {
+            tracing::error!("dedupe expiry: {e}");
+        }
+        match app.spool().expire_dlq(dlq_retention).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("deleted {n} DLQ entries older than server.dlq_retention ({dlq_retention:?})"),
+            Err(e) => tracing::error!("DLQ retention: {e}"),
+        }
+    }
+}
+
+/// Shortest time between two counts of the spool's depths.
+const DEPTH_SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// Sets `hostd_spool_depth` and `hostd_dlq_depth` from counts in the store (on the read
+/// connection), so they cannot drift from it. A count that takes long (a large backlog)
+/// is taken less often: at most 5 % of the time goes to counting.
+async fn sample_depths(app: Arc<App>) {
+    loop {
+        let started = Instant::now();
+        match app.spool().sample_depths().await {
+            Ok(d) => {
+                metrics::gauge!(m::SPOOL_DEPTH).set(d.pending as f64);
+                metrics::gauge!(m::DLQ_DEPTH).set(d.dead as f64);
+            }
+            Err(e) => tracing::warn!("cannot count the spool's depths: {e}"),
+        }
+        tokio::time::sleep(DEPTH_SAMPLE_EVERY.max(started.elapsed() * 20)).await;
+    }
 }
 
 async fn shutdown_signal() {

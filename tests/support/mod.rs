@@ -123,16 +123,20 @@ impl Hostd {
         self.post(token, "application/json", body.to_string())
     }
 
-    /// The DLQ entries the token may see, via the admin API.
+    /// The DLQ entries the token may see, via the admin API (every page).
     pub fn dlq(&self, token: &str) -> Vec<Value> {
-        let resp = reqwest::blocking::Client::new()
-            .get(format!("{}/admin/v1/dlq", self.url))
-            .bearer_auth(token)
-            .send()
-            .expect("admin API");
-        assert!(resp.status().is_success(), "GET /admin/v1/dlq: {}", resp.status());
-        let v: Value = resp.json().unwrap();
-        v["entries"].as_array().cloned().unwrap_or_default()
+        let mut entries = Vec::new();
+        let mut url = format!("{}/admin/v1/dlq?limit=1000", self.url);
+        loop {
+            let resp = reqwest::blocking::Client::new().get(&url).bearer_auth(token).send().expect("admin API");
+            assert!(resp.status().is_success(), "GET /admin/v1/dlq: {}", resp.status());
+            let v: Value = resp.json().unwrap();
+            entries.extend(v["entries"].as_array().cloned().unwrap_or_default());
+            match v["next"].as_i64() {
+                Some(next) => url = format!("{}/admin/v1/dlq?limit=1000&after={next}", self.url),
+                None => return entries,
+            }
+        }
     }
 
     /// Polls the DLQ until it has at least `n` entries.

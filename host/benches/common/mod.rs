@@ -32,6 +32,7 @@ pub fn one_tenant(
             policy_config: None,
             policy_tests: None,
             on_policy_error: Default::default(),
+            keep_original: true,
             limits: Default::default(),
             routes: BTreeMap::from([("default".to_string(), route)]),
             token: Some(token.into()),

@@ -58,7 +58,8 @@ async fn send(ep: &Endpoint, req: reqwest::RequestBuilder) -> crate::Result<Valu
     Ok(value)
 }
 
-/// One line per entry: the fields an operator scans for.
+/// One line per entry: the fields an operator scans for. Follows the listing's `next`
+/// cursor page by page until `limit` entries (all, without one) were printed.
 pub async fn list(
     ep: &Endpoint,
     sel: &Selection,
@@ -71,19 +72,28 @@ pub async fn list(
             query.push(format!("{k}={}", urlencode(v)));
         }
     }
-    if let Some(l) = limit {
-        query.push(format!("limit={l}"));
-    }
-    let path =
-        if query.is_empty() { "/admin/v1/dlq".to_string() } else { format!("/admin/v1/dlq?{}", query.join("&")) };
-    let answer = call(ep, reqwest::Method::GET, &path, None).await?;
-    for e in answer["entries"].as_array().into_iter().flatten() {
-        let line = json!({
-            "id": e["id"], "tenant": e["tenant"], "route": e["route"], "idempotency_key": e["idempotency_key"],
-            "reason": e["reason"], "attempts": e["attempts"], "last_status": e["last_status"],
-            "last_error": e["last_error"], "dead_ms": e["dead_ms"],
-        });
-        writeln!(out, "{line}")?;
+    let mut remaining = limit.unwrap_or(usize::MAX);
+    let mut after: Option<i64> = None;
+    while remaining > 0 {
+        let mut page_query = query.clone();
+        page_query.push(format!("limit={}", remaining.min(crate::admin::MAX_PAGE)));
+        if let Some(a) = after {
+            page_query.push(format!("after={a}"));
+        }
+        let answer = call(ep, reqwest::Method::GET, &format!("/admin/v1/dlq?{}", page_query.join("&")), None).await?;
+        for e in answer["entries"].as_array().into_iter().flatten().take(remaining) {
+            let line = json!({
+                "id": e["id"], "tenant": e["tenant"], "route": e["route"], "idempotency_key": e["idempotency_key"],
+                "reason": e["reason"], "attempts": e["attempts"], "last_status": e["last_status"],
+                "last_error": e["last_error"], "dead_ms": e["dead_ms"],
+            });
+            writeln!(out, "{line}")?;
+            remaining -= 1;
+        }
+        match answer["next"].as_i64() {
+            Some(next) if after.is_none_or(|a| next > a) => after = Some(next),
+            _ => break,
+        }
     }
     Ok(())
 }

@@ -22,7 +22,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Entries one `GET /admin/v1/dlq` answers without a `limit`.
+pub const DEFAULT_PAGE: usize = 100;
+/// Most entries one page may hold, and most `ids` one request may name.
+pub const MAX_PAGE: usize = 1000;
 
 /// Who is calling the admin API. As an extractor it authenticates the request from its
 /// headers alone (401 otherwise).
@@ -113,6 +119,8 @@ struct FilterParams {
     /// A duration back from now, like `1h`.
     since: Option<String>,
     limit: Option<usize>,
+    /// Only entries with a higher id: the `next` cursor of the previous page.
+    after: Option<i64>,
 }
 
 impl FilterParams {
@@ -135,9 +143,15 @@ impl FilterParams {
             route: self.route,
             since_ms,
             ids: None,
+            after: self.after,
+            through: None,
             limit: self.limit,
         })
     }
+}
+
+fn bad_limit(message: String) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", message)
 }
 
 async fn list(
@@ -145,9 +159,17 @@ async fn list(
     caller: Caller,
     Query(params): Query<FilterParams>,
 ) -> Result<Json<Value>, ApiError> {
+    let limit = match params.limit {
+        None => DEFAULT_PAGE,
+        Some(0) => return Err(bad_limit("`limit` must be at least 1".into())),
+        Some(l) if l > MAX_PAGE => {
+            return Err(bad_limit(format!("`limit`: at most {MAX_PAGE} entries per page, got {l}; follow `next`")))
+        }
+        Some(l) => l,
+    };
     let filter = params.into_filter(caller, &app)?;
-    let entries = app.spool().dlq_list(&filter).await.map_err(spool_error)?;
-    Ok(Json(json!({"entries": entries})))
+    let page = app.spool().dlq_page(&filter, limit).await.map_err(spool_error)?;
+    Ok(Json(json!({"entries": page.entries, "next": page.next})))
 }
 
 async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> Result<Json<DlqEntry>, ApiError> {
@@ -159,8 +181,12 @@ async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) 
 async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     caller.may_see(&app, &entry)?;
-    let n =
-        app.spool().dlq_purge(&DlqFilter { ids: Some(vec![id]), ..DlqFilter::default() }).await.map_err(spool_error)?;
+    // The delete itself carries the tenant: it can only remove this tenant's entry.
+    let filter = DlqFilter { ids: Some(vec![id]), tenant: caller.scope(&app, None)?, ..DlqFilter::default() };
+    let n = app.spool().dlq_purge(&filter).await.map_err(spool_error)?;
+    if n == 0 {
+        return Err(not_found(id));
+    }
     Ok(Json(json!({"purged": n})))
 }
 
@@ -196,8 +222,17 @@ struct ReplayRequest {
     selection: Selection,
 }
 
-/// The entries a selection names, after checking the caller may touch each.
-async fn select(app: &App, caller: Caller, selection: Selection) -> Result<Vec<DlqEntry>, ApiError> {
+/// What a selection resolved to.
+enum Resolved {
+    /// Named entries, each checked: the caller may touch it. `tenant` is the caller's
+    /// scope, which every write on them carries.
+    Ids { entries: Vec<DlqEntry>, tenant: Option<String> },
+    /// Every entry the filter (already scoped to the caller) matches.
+    All(DlqFilter),
+}
+
+/// Resolves a selection, checking the caller may touch each named entry.
+async fn resolve(app: &App, caller: Caller, selection: Selection) -> Result<Resolved, ApiError> {
     if selection.ids.is_empty() && !selection.all {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -205,24 +240,81 @@ async fn select(app: &App, caller: Caller, selection: Selection) -> Result<Vec<D
             "name entries with `ids`, or pass `all: true` with optional filters",
         ));
     }
+    if selection.ids.len() > MAX_PAGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_selection",
+            format!(
+                "`ids`: at most {MAX_PAGE} per request, got {}; pass `all: true` with filters",
+                selection.ids.len()
+            ),
+        ));
+    }
     let mut filter = selection.filter.into_filter(caller, app)?;
-    if !selection.ids.is_empty() {
-        // Ids are checked one by one so a tenant learns that another's id is off limits.
-        let scoped_tenant = filter.tenant.take();
-        filter.ids = Some(selection.ids.clone());
-        let entries = app.spool().dlq_list(&filter).await.map_err(spool_error)?;
-        for id in &selection.ids {
-            let entry = entries.iter().find(|e| e.id == *id).ok_or_else(|| not_found(*id))?;
-            caller.may_see(app, entry)?;
-            if let Some(t) = &scoped_tenant {
-                if caller == Caller::Admin && entry.tenant != *t {
-                    return Err(not_found(*id));
+    if selection.ids.is_empty() {
+        return Ok(Resolved::All(filter));
+    }
+    // Ids are checked one by one so a tenant learns that another's id is off limits.
+    let scoped_tenant = filter.tenant.take();
+    filter.ids = Some(selection.ids.clone());
+    filter.limit = None;
+    let mut found: HashMap<i64, DlqEntry> =
+        app.spool().dlq_list(&filter).await.map_err(spool_error)?.into_iter().map(|e| (e.id, e)).collect();
+    let mut entries = Vec::with_capacity(found.len());
+    for id in &selection.ids {
+        let Some(entry) = found.remove(id) else {
+            if entries.iter().any(|e: &DlqEntry| e.id == *id) {
+                continue; // named twice
+            }
+            return Err(not_found(*id));
+        };
+        caller.may_see(app, &entry)?;
+        if let Some(t) = &scoped_tenant {
+            if caller == Caller::Admin && entry.tenant != *t {
+                return Err(not_found(*id));
+            }
+        }
+        entries.push(entry);
+    }
+    Ok(Resolved::Ids { entries, tenant: scoped_tenant })
+}
+
+/// Refuses a replay through the policy that would need an original event a tenant does
+/// not keep, naming the tenant and the setting. Checked before anything is replayed.
+async fn check_originals_kept(app: &App, resolved: &Resolved) -> Result<(), ApiError> {
+    let refuse = |tenant: &str| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "original_not_kept",
+            format!(
+                "tenant `{tenant}` has `keep_original = false`: hostd does not store its original events, so its DLQ \
+                 entries cannot be replayed through the policy; replay them as-is, or set keep_original = true for \
+                 entries dead-lettered from then on"
+            ),
+        )
+    };
+    let not_kept = app.tenants().iter().filter(|t| !t.keep_original());
+    match resolved {
+        Resolved::Ids { entries, .. } => {
+            for t in not_kept {
+                if entries.iter().any(|e| e.tenant == *t.id) {
+                    return Err(refuse(&t.id));
                 }
             }
         }
-        return Ok(entries);
+        Resolved::All(filter) => {
+            for t in not_kept {
+                if filter.tenant.as_deref().is_some_and(|f| f != &*t.id) {
+                    continue;
+                }
+                let probe = DlqFilter { tenant: Some(t.id.to_string()), limit: Some(1), ..filter.clone() };
+                if !app.spool().dlq_list(&probe).await.map_err(spool_error)?.is_empty() {
+                    return Err(refuse(&t.id));
+                }
+            }
+        }
     }
-    app.spool().dlq_list(&filter).await.map_err(spool_error)
+    Ok(())
 }
 
 async fn replay(
@@ -237,26 +329,63 @@ async fn replay(
             "say `mode`: \"as-is\" (resend the last payload) or \"through-policy\" (re-run the current policy)",
         )
     })?;
-    let entries = select(&app, caller, req.selection).await?;
+    let resolved = resolve(&app, caller, req.selection).await?;
+    if matches!(mode, ReplayMode::ThroughPolicy) {
+        check_originals_kept(&app, &resolved).await?;
+    }
     let mut replayed = 0usize;
     let mut skipped = Vec::new();
-    match mode {
-        ReplayMode::AsIs => {
-            let (deliveries, left) =
-                app.spool().dlq_requeue(entries.iter().map(|e| e.id).collect()).await.map_err(spool_error)?;
-            replayed = deliveries.len();
-            skipped.extend(
-                left.into_iter().map(
-                    |id| json!({"id": id, "reason": "policy fault: no payload to resend; replay it through-policy"}),
-                ),
-            );
-            app.dispatch(deliveries).await;
+    let fault_reason = "policy fault: no payload to resend; replay it through-policy";
+    match (mode, resolved) {
+        (ReplayMode::AsIs, Resolved::Ids { entries, tenant }) => {
+            let filter =
+                DlqFilter { ids: Some(entries.iter().map(|e| e.id).collect()), tenant, ..DlqFilter::default() };
+            let out = app.spool().dlq_requeue(&filter).await.map_err(spool_error)?;
+            replayed = out.deliveries.len();
+            skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
+            app.dispatch(out.deliveries).await;
         }
-        ReplayMode::ThroughPolicy => {
+        (ReplayMode::AsIs, Resolved::All(filter)) => {
+            // Page by page, up to the entries that existed when the replay began.
+            let through = app.spool().dlq_max_id().await.map_err(spool_error)?;
+            let mut remaining = filter.limit.unwrap_or(usize::MAX);
+            let mut after = filter.after;
+            while remaining > 0 {
+                let page =
+                    DlqFilter { after, through: Some(through), limit: Some(remaining.min(MAX_PAGE)), ..filter.clone() };
+                let out = app.spool().dlq_requeue(&page).await.map_err(spool_error)?;
+                let Some(last) = out.last_id else { break };
+                remaining = remaining.saturating_sub(out.deliveries.len() + out.skipped.len());
+                after = Some(last);
+                replayed += out.deliveries.len();
+                skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
+                app.dispatch(out.deliveries).await;
+            }
+        }
+        (ReplayMode::ThroughPolicy, Resolved::Ids { entries, .. }) => {
             for entry in entries {
                 match replay_through_policy(&app, &entry).await {
                     Ok(()) => replayed += 1,
                     Err(reason) => skipped.push(json!({"id": entry.id, "reason": reason})),
+                }
+            }
+        }
+        (ReplayMode::ThroughPolicy, Resolved::All(filter)) => {
+            let through = app.spool().dlq_max_id().await.map_err(spool_error)?;
+            let mut remaining = filter.limit.unwrap_or(usize::MAX);
+            let mut after = filter.after;
+            while remaining > 0 {
+                let page =
+                    DlqFilter { after, through: Some(through), limit: Some(remaining.min(MAX_PAGE)), ..filter.clone() };
+                let entries = app.spool().dlq_list(&page).await.map_err(spool_error)?;
+                let Some(last) = entries.last().map(|e| e.id) else { break };
+                remaining = remaining.saturating_sub(entries.len());
+                after = Some(last);
+                for entry in entries {
+                    match replay_through_policy(&app, &entry).await {
+                        Ok(()) => replayed += 1,
+                        Err(reason) => skipped.push(json!({"id": entry.id, "reason": reason})),
+                    }
                 }
             }
         }
@@ -270,8 +399,15 @@ async fn replay_through_policy(app: &App, entry: &DlqEntry) -> Result<(), String
     let index =
         app.tenant_index(&entry.tenant).ok_or_else(|| format!("tenant `{}` is no longer configured", entry.tenant))?;
     let tenant = app.tenant(index);
-    let mut event = parse_event(&entry.event, &entry.tenant)
-        .map_err(|e| format!("the stored event is invalid: {}", e.message()))?;
+    let original = entry.event.as_ref().ok_or_else(|| {
+        format!(
+            "the original event was not stored (tenant `{}` had keep_original = false when it was dead-lettered); \
+             replay it as-is",
+            entry.tenant
+        )
+    })?;
+    let mut event =
+        parse_event(original, &entry.tenant).map_err(|e| format!("the stored event is invalid: {}", e.message()))?;
     event.idempotency_key = entry.idempotency_key.clone();
     let policy = tenant.policy();
     let outcome = {
@@ -279,7 +415,12 @@ async fn replay_through_policy(app: &App, entry: &DlqEntry) -> Result<(), String
         evaluate_all(&policy, std::slice::from_ref(&event)).pop().expect("one outcome per event")
     };
     let item = app.shape(tenant, &policy, event, outcome);
-    let deliveries = app.spool().dlq_replace(entry.id, tenant.id.clone(), item).await.map_err(|e| e.to_string())?;
+    let deliveries = app
+        .spool()
+        .dlq_replace(entry.id, tenant.id.clone(), item)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("DLQ entry {} is gone (purged or replayed meanwhile)", entry.id))?;
     app.dispatch(deliveries).await;
     Ok(())
 }
@@ -289,8 +430,12 @@ async fn purge(
     caller: Caller,
     Json(selection): Json<Selection>,
 ) -> Result<Json<Value>, ApiError> {
-    let entries = select(&app, caller, selection).await?;
-    let ids = entries.iter().map(|e| e.id).collect();
-    let n = app.spool().dlq_purge(&DlqFilter { ids: Some(ids), ..DlqFilter::default() }).await.map_err(spool_error)?;
+    let filter = match resolve(&app, caller, selection).await? {
+        Resolved::Ids { entries, tenant } => {
+            DlqFilter { ids: Some(entries.iter().map(|e| e.id).collect()), tenant, ..DlqFilter::default() }
+        }
+        Resolved::All(filter) => filter,
+    };
+    let n = app.spool().dlq_purge(&filter).await.map_err(spool_error)?;
     Ok(Json(json!({"purged": n})))
 }

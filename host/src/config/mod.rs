@@ -87,6 +87,9 @@ pub struct ServerConfig {
     /// Non-public address ranges webhooks may reach anyway, like `["10.0.0.0/8"]`.
     #[serde(default)]
     pub allowed_private_targets: Vec<crate::egress::Cidr>,
+    /// DLQ entries dead-lettered longer ago than this are deleted by a periodic sweep.
+    #[serde(default = "default_dlq_retention", deserialize_with = "de_duration")]
+    pub dlq_retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -119,6 +122,7 @@ impl Default for ServerConfig {
             http_proxy: None,
             allow_private_targets: false,
             allowed_private_targets: Vec::new(),
+            dlq_retention: default_dlq_retention(),
         }
     }
 }
@@ -135,6 +139,10 @@ fn default_policy_idle_ttl() -> Duration {
 }
 fn default_policy_memory_budget() -> u64 {
     512 << 20
+}
+
+fn default_dlq_retention() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
 fn default_dedupe_window() -> Duration {
@@ -174,6 +182,11 @@ pub struct TenantConfig {
     pub policy_tests: Option<PathBuf>,
     #[serde(default)]
     pub on_policy_error: OnPolicyError,
+    /// Store the original event (before the policy redacted it) beside its deliveries
+    /// and DLQ entries, for replay through the policy. `false`: only shaped payloads
+    /// are stored, and replay through the policy is refused for this tenant.
+    #[serde(default = "default_true")]
+    pub keep_original: bool,
     #[serde(default)]
     pub limits: PolicyLimits,
     #[serde(default)]
@@ -298,6 +311,7 @@ impl Config {
                 policy_config: q.policy_config,
                 policy_tests: None,
                 on_policy_error: OnPolicyError::default(),
+                keep_original: true,
                 limits: PolicyLimits::default(),
                 routes: BTreeMap::from([("default".to_string(), route)]),
                 token: q.token,
@@ -372,6 +386,9 @@ impl Config {
         }
         if let Some(proxy) = &server.http_proxy {
             crate::egress::proxy_host(proxy)?;
+        }
+        if self.server.dlq_retention.is_zero() {
+            bail!("server.dlq_retention: must be more than 0 (a long one like \"3650d\" keeps entries for years)");
         }
         if self.server.allow_unauthenticated {
             if !self.server.listen.ip().is_loopback() {
@@ -483,6 +500,21 @@ mod tests {
         assert!(w.standard_webhooks && w.x_signature);
         let e = parse(&text.replace("ordering", "orderin")).unwrap_err();
         assert!(e.contains("orderin"), "{e}");
+    }
+
+    #[test]
+    fn keep_original_and_dlq_retention() {
+        let c = parse(MINIMAL).unwrap();
+        assert!(c.tenants[0].keep_original, "kept by default");
+        assert_eq!(c.server.dlq_retention, Duration::from_secs(30 * 24 * 3600));
+        let c = parse(&format!("[server]\ndlq_retention = \"2h\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.server.dlq_retention, Duration::from_secs(7200));
+        let c = parse(&MINIMAL.replace("policy = \"p.wasm\"", "policy = \"p.wasm\"\nkeep_original = false")).unwrap();
+        assert!(!c.tenants[0].keep_original);
+        let e = parse(&format!("[server]\ndlq_retention = \"0s\"\n{MINIMAL}")).unwrap().validate_shape().unwrap_err();
+        assert!(e.to_string().contains("server.dlq_retention"), "{e}");
+        let e = parse(&format!("[server]\ndlq_retention = \"soon\"\n{MINIMAL}")).unwrap_err();
+        assert!(e.contains("soon"), "{e}");
     }
 
     #[test]

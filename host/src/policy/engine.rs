@@ -177,7 +177,7 @@ impl PolicyEngine {
     fn store(&self, component: &Component, path: &Path) {
         let result = component.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| e.to_string())
+            write_private(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, path)).map_err(|e| e.to_string())
         });
         if let Err(e) = result {
             tracing::warn!("cannot write the compiled-policy cache {}: {e}", path.display());
@@ -190,6 +190,14 @@ impl PolicyEngine {
         let tick = EPOCH_TICK.as_micros().max(1);
         (deadline.as_micros().div_ceil(tick) as u64).max(1) + 1
     }
+}
+
+/// Writes `bytes` to a new file only its owner can read (0600), like the spool's.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(bytes)
 }
 
 /// Linear memory held by idle (kept for reuse) instances across all tenants, against a

@@ -5,6 +5,8 @@ CREATE TABLE IF NOT EXISTS dedupe (
   accepted_ms     INTEGER NOT NULL,
   PRIMARY KEY (tenant, idempotency_key)
 ) WITHOUT ROWID;
+-- Expiry deletes by age in small batches: without this each batch would scan the table.
+CREATE INDEX IF NOT EXISTS dedupe_by_accepted ON dedupe (accepted_ms);
 
 -- Shaped deliveries waiting for their next attempt; a row is deleted when delivered
 -- or moved to dlq when it fails for good.
@@ -27,8 +29,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
 );
 
 -- Dead letters: failed deliveries (route and payload set) and policy faults (not).
+-- AUTOINCREMENT: an id is never handed out twice, so a stale id (a replay or purge
+-- still running, `hostd dlq replay 42` typed from an old listing) can never name a
+-- later entry of another tenant. `event` is JSON `null` when the tenant does not keep
+-- original events (keep_original = false).
 CREATE TABLE IF NOT EXISTS dlq (
-  id              INTEGER PRIMARY KEY,
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
   tenant          TEXT    NOT NULL,
   route           TEXT,
   idempotency_key TEXT    NOT NULL,
@@ -46,3 +52,11 @@ CREATE TABLE IF NOT EXISTS dlq (
   dead_ms         INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dlq_by_tenant ON dlq (tenant, dead_ms);
+-- Retention deletes by age in small batches.
+CREATE INDEX IF NOT EXISTS dlq_by_dead ON dlq (dead_ms);
+
+-- One row a readiness check rewrites to find out whether the spool can commit.
+CREATE TABLE IF NOT EXISTS write_probe (
+  id              INTEGER PRIMARY KEY,
+  probed_ms       INTEGER NOT NULL
+);
