@@ -24,7 +24,7 @@ fn tenant(id: &str, policy: &str, policy_config: &str, url: &str, extra: &str) -
 }
 
 fn config(server: &str, tenants: &[String]) -> String {
-    let mut c = format!("[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n{server}\n");
+    let mut c = format!("[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\nallow_private_targets = true\n{server}\n");
     for t in tenants {
         c.push_str(t);
     }
