@@ -247,7 +247,9 @@ fn evil_event(name: &str, step: u64) -> Value {
 #[test]
 fn aliased_output_cannot_make_the_host_allocate() {
     let _serial = serial();
-    let mut h = start("hostile_aliased_output", "");
+    // The guest's own work (building a million aliases) takes a few ms of CPU: a
+    // generous deadline keeps this test about memory, not time.
+    let mut h = start("hostile_aliased_output", r#"deadline = "500ms""#);
     // Warm up: one normal event, so the peak below is the attack's, not startup's.
     assert_eq!(h.post_json(Some(EVIL), &evil_event("fine", 1)).0, 202);
     let (peak_before, _) = rss(h.pid());

@@ -96,9 +96,10 @@ def test_a_dead_webhook_does_not_hold_back_the_other_three(start_hostd):
     # The webhook deliveries retry on their own schedule, then dead-letter, one entry each.
     deadline, entries = time.time() + 30, []
     while time.time() < deadline and len(entries) < n:
-        entries = httpx.get(f"{h.url}/admin/v1/dlq?route=webhook", headers={"authorization": "Bearer admin"}).json()["entries"]
+        entries = httpx.get(f"{h.url}/admin/v1/dlq?route=webhook&limit=1000", headers={"authorization": "Bearer admin"}).json()["entries"]
         time.sleep(0.2)
     assert len(entries) == n
     assert all(e["route"] == "webhook" and e["attempts"] == 4 and e["reason"] == "exhausted" for e in entries)
-    other = httpx.get(f"{h.url}/admin/v1/dlq", headers={"authorization": "Bearer admin"}).json()["entries"]
+    # (A page holds at most 100 entries unless `limit` says more.)
+    other = httpx.get(f"{h.url}/admin/v1/dlq?limit=1000", headers={"authorization": "Bearer admin"}).json()["entries"]
     assert len(other) == n, "no other route dead-lettered anything"

@@ -370,7 +370,8 @@ mod tests {
 
     #[test]
     fn a_decision_larger_than_the_lift_budget_is_refused_while_it_is_lifted() {
-        let pool = load("hostile_aliased_output", PolicyLimits::default());
+        let limits = PolicyLimits { deadline: Duration::from_millis(500), ..PolicyLimits::default() };
+        let pool = load("hostile_aliased_output", limits);
         for name in ["alias", "alias-redactions", "huge-error"] {
             let err = pool.evaluate(&event(name)).unwrap_err();
             assert!(matches!(err.fault, PolicyFault::OverBudget { .. }), "{name}: {err}");
