@@ -59,8 +59,8 @@ def env_num(name, default, kind=float):
 
 MINUTES = env_num("SOAK_MINUTES", 30.0)
 DURATION = MINUTES * 60
-HOSTD = os.environ.get("SOAK_HOSTD") or os.path.join(ROOT, "target/release/hostd")
-PLUGINS = os.environ.get("SOAK_PLUGINS") or os.path.join(ROOT, "plugins/target/wasm32-wasip2/release")
+HOSTD = os.path.abspath(os.environ.get("SOAK_HOSTD") or os.path.join(ROOT, "target/release/hostd"))
+PLUGINS = os.path.abspath(os.environ.get("SOAK_PLUGINS") or os.path.join(ROOT, "plugins/target/wasm32-wasip2/release"))
 RATE = env_num("SOAK_RATE", 40.0)
 KILL_EVERY = env_num("SOAK_KILL_EVERY", min(240.0, DURATION / 3))
 REDIS_EVERY = env_num("SOAK_REDIS_EVERY", min(180.0, DURATION / 4))
@@ -106,6 +106,8 @@ class Receiver:
         self.delivered = defaultdict(Counter)  # path -> soak id -> 2xx answers
         self.statuses = Counter()
         self.unknown = Counter()
+        self.samples = {}
+        self.altered = {}  # soak id -> a body that differs from what was sent
         self.rng = random.Random(seed)
         receiver = self
 
@@ -166,11 +168,17 @@ class Receiver:
                 self.unknown[(path, "not json")] += 1
             return
         soak_id = soak_id_of(payload)
+        data = payload.get("data") if isinstance(payload, dict) else None
+        altered = isinstance(data, dict) and "big" in data and (data.get("big") != 10 ** 30
+                                                                 or data.get("odd") != "\ud800 lone surrogate")
         with self.lock:
             if soak_id is None:
                 self.unknown[(path, "no soak id")] += 1
+                self.samples.setdefault((path, "no soak id"), body[:200])
             else:
                 self.delivered[path][soak_id] += 1
+            if altered:
+                self.altered[soak_id] = body[:300]
 
     def snapshot(self):
         with self.lock:
@@ -323,6 +331,10 @@ retry = {RETRY}
 id = "hostile"
 token_env = "SOAK_TOKEN_HOSTILE"
 policy = "{p('hostile_arbitrary_decision')}"
+[tenants.limits]
+# Room for a memory bomb to reach the cap, or a 2 MiB payload to be built, on a busy
+# machine before the deadline; `loop` still runs into it.
+deadline = "200ms"
 [tenants.routes.default]
 {hook('hostile')}
 [tenants.routes.audit]
@@ -459,9 +471,15 @@ class Ledger:
 def good_event(tenant, client, seq):
     sid = f"{tenant}:c{client}:e{seq}"
     data = {"soak_id": sid, "output": "ok", "seq": seq}
+    expect = {"deliver": [(tenant, r) for r in GOOD_ROUTES[tenant]]}
     if tenant == "beta":
         data["note"] = "reach me at soak.user@example.com or +1 415 555 0100"
-    expect = {"deliver": [(tenant, r) for r in GOOD_ROUTES[tenant]]}
+    if tenant == "alpha" and seq % 97 == 13:
+        # JSON that Python and JS emit but serde_json's Value refuses (issue 9 #4): it must
+        # arrive as sent or be dead-lettered with a reason, never turn into `null`.
+        data["odd"] = "\ud800 lone surrogate"
+        data["big"] = 10 ** 30  # above u64: must not come back rounded
+        expect["or_dlq"] = True
     return sid, {"event": "on_tool_end", "name": "soak", "run_id": sid, "root_run_id": f"{tenant}-c{client}-r{seq // 50}",
                  "step": seq, "idempotency_key": sid, "data": data}, expect
 
@@ -469,7 +487,7 @@ def good_event(tenant, client, seq):
 MIB = 1 << 20
 # (weight, case): what the hostile tenant asks its guest for, and what must follow.
 HOSTILE_CASES = [
-    (30, "deliver"), (10, "two_routes"), (8, "drop"), (5, "trap"), (4, "loop"), (3, "grow"),
+    (30, "deliver"), (10, "two_routes"), (8, "drop"), (5, "trap"), (2, "loop"), (3, "grow"),
     (8, "error"), (1, "giant_error"), (8, "too_many"), (4, "oversize"), (6, "unknown_route"),
     (6, "malformed"), (1, "alias_giant"),
 ]
@@ -678,7 +696,10 @@ def account(ledger, receiver, redis, dlq):
         tenant = sid.split(":")[0]
         entries = dlq_by_id.pop(sid, [])
         figures[f"acked {tenant}"] += 1
-        if "deliver" in expect:
+        if "deliver" in expect and expect.get("or_dlq") and entries and not any(
+                where[r].get(sid) for r in expect["deliver"]):
+            figures[f"dead-lettered {tenant} (JSON serde_json::Value refuses): {entries[0].get('reason')}"] += 1
+        elif "deliver" in expect:
             for (t, route) in expect["deliver"]:
                 n = where[(t, route)].get(sid, 0)
                 if n == 0:
@@ -724,6 +745,9 @@ def account(ledger, receiver, redis, dlq):
     figures["stream entries without a soak id"] = stream_unknown
     for (path, why), n in receiver.unknown.items():
         figures[f"receiver {path}: {why}"] = n
+        violations.append(f"{n} deliveries to /{path} with {why}, e.g. {receiver.samples.get((path, why))!r}")
+    for sid, body in receiver.altered.items():
+        violations.append(f"{sid}: delivered, but not as sent: {body!r}")
     return figures, violations, pending
 
 
@@ -740,6 +764,16 @@ def main():
     receiver = Receiver(SEED)
     redis = PrivateRedis(work)
     hostd = Hostd(work, receiver, redis.url())
+    try:
+        return run(work, receiver, redis, hostd)
+    finally:
+        stop.set()
+        hostd.stop()
+        redis.kill()
+        receiver.server.shutdown()
+
+
+def run(work, receiver, redis, hostd):
     hostd.start()
     ledger = Ledger()
     sampler = Sampler(hostd)
@@ -756,58 +790,52 @@ def main():
     for t in threads + clients:
         t.start()
     violations = []
-    try:
-        last_report = time.time()
-        while any(t.is_alive() for t in clients):
-            time.sleep(1)
-            if time.time() - last_report >= 60:
-                last_report = time.time()
-                log(f"{len(ledger.acked)} events acknowledged, hostd #{hostd.incarnation}, "
-                    f"{sum(sum(c.values()) for c in receiver.snapshot().values())} webhook deliveries")
-        load_seconds = time.time() - started
-        log(f"load done: {len(ledger.acked)} events acknowledged in {load_seconds:.0f} s; draining")
-        # Drain: everything acknowledged must land (or be dead-lettered as expected).
-        drain_start = time.time()
-        while True:
-            dlq = hostd.dlq()
-            figures, violations, pending = account(ledger, receiver, redis, dlq)
-            ready = hostd.readyz() or {}
-            if (not pending and ready.get("spool_depth") == 0) or time.time() - drain_start > DRAIN_SECONDS:
-                break
-            time.sleep(2)
-        drain_seconds = time.time() - drain_start
-        stop.set()
-        rows, rss_violations = sampler.report()
-        violations += rss_violations
-        violations += [f"lost: {p}" for p in pending]
-        refused = {k: v for k, v in ledger.posts.items() if isinstance(k[1], str)}
-        for (tenant, what), n in refused.items():
-            violations.append(f"{tenant}: {n} × {what}")
-        statuses = Counter()
-        for (path, status, late), n in receiver.statuses.items():
-            statuses[f"{path} {status}{' late' if late else ''}"] += n
-        summary = {
-            "minutes": MINUTES, "seed": SEED, "load_seconds": round(load_seconds), "drain_seconds": round(drain_seconds, 1),
-            "acknowledged": len(ledger.acked), "figures": dict(sorted(figures.items())),
-            "posts": {f"{t} {s}": n for (t, s), n in sorted(ledger.posts.items(), key=str) if not isinstance(s, str)},
-            "receiver": dict(sorted(statuses.items())),
-            "chaos": [{"what": w, "at_s": round(t - started), "took_s": round(d, 1)} for w, t, d in chaos_events],
-            "redis_restarts": redis.restarts, "hostd_incarnations": hostd.incarnation,
-            "hostd": rows, "dlq_entries": len(dlq), "violations": violations[:200],
-            "violation_count": len(violations), "work_dir": work,
-        }
-        with open(os.path.join(work, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        print(json.dumps(summary, indent=2))
-        log(f"{'FAIL' if violations else 'PASS'}: {len(ledger.acked)} acknowledged, {len(violations)} violations "
-            f"(summary in {work}/summary.json)")
-        for v in violations[:30]:
-            log(f"  violation: {v}")
-    finally:
-        stop.set()
-        hostd.stop()
-        redis.kill()
-        receiver.server.shutdown()
+    last_report = time.time()
+    while any(t.is_alive() for t in clients):
+        time.sleep(1)
+        if time.time() - last_report >= 60:
+            last_report = time.time()
+            log(f"{len(ledger.acked)} events acknowledged, hostd #{hostd.incarnation}, "
+                f"{sum(sum(c.values()) for c in receiver.snapshot().values())} webhook deliveries")
+    load_seconds = time.time() - started
+    log(f"load done: {len(ledger.acked)} events acknowledged in {load_seconds:.0f} s; draining")
+    # Drain: everything acknowledged must land (or be dead-lettered as expected).
+    drain_start = time.time()
+    while True:
+        dlq = hostd.dlq()
+        figures, violations, pending = account(ledger, receiver, redis, dlq)
+        ready = hostd.readyz() or {}
+        if (not pending and ready.get("spool_depth") == 0) or time.time() - drain_start > DRAIN_SECONDS:
+            break
+        time.sleep(2)
+    drain_seconds = time.time() - drain_start
+    stop.set()
+    rows, rss_violations = sampler.report()
+    violations += rss_violations
+    violations += [f"lost: {p}" for p in pending]
+    refused = {k: v for k, v in ledger.posts.items() if isinstance(k[1], str)}
+    for (tenant, what), n in refused.items():
+        violations.append(f"{tenant}: {n} × {what}")
+    statuses = Counter()
+    for (path, status, late), n in receiver.statuses.items():
+        statuses[f"{path} {status}{' late' if late else ''}"] += n
+    summary = {
+        "minutes": MINUTES, "seed": SEED, "load_seconds": round(load_seconds), "drain_seconds": round(drain_seconds, 1),
+        "acknowledged": len(ledger.acked), "figures": dict(sorted(figures.items())),
+        "posts": {f"{t} {s}": n for (t, s), n in sorted(ledger.posts.items(), key=str) if not isinstance(s, str)},
+        "receiver": dict(sorted(statuses.items())),
+        "chaos": [{"what": w, "at_s": round(t - started), "took_s": round(d, 1)} for w, t, d in chaos_events],
+        "redis_restarts": redis.restarts, "hostd_incarnations": hostd.incarnation,
+        "hostd": rows, "dlq_entries": len(dlq), "violations": violations[:200],
+        "violation_count": len(violations), "work_dir": work,
+    }
+    with open(os.path.join(work, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(json.dumps(summary, indent=2))
+    log(f"{'FAIL' if violations else 'PASS'}: {len(ledger.acked)} acknowledged, {len(violations)} violations "
+        f"(summary in {work}/summary.json)")
+    for v in violations[:30]:
+        log(f"  violation: {v}")
     return 1 if violations else 0
 
 
