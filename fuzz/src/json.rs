@@ -218,8 +218,8 @@ pub fn piece() -> impl Strategy<Value = Piece> {
 /// Lengths for long runs: mostly around limits (255, 256, 257, 1 KiB, 1 MiB).
 pub fn run_length() -> impl Strategy<Value = usize> {
     prop_oneof![
-        24 => 0usize..300,
-        12 => proptest::sample::select(vec![255usize, 256, 257, 1023, 1024, 1025, 4096, 65_536]),
+        60 => 0usize..300,
+        20 => proptest::sample::select(vec![255usize, 256, 257, 1023, 1024, 1025, 4096, 65_536]),
         1 => 100_000usize..300_000,
         1 => Just(1 << 20),
     ]
@@ -321,8 +321,8 @@ pub fn deep() -> impl Strategy<Value = J> {
     (
         any::<bool>(),
         prop_oneof![
-            8 => proptest::sample::select(vec![127usize, 128, 129, 200, 1_000]),
-            2 => Just(10_000usize),
+            40 => proptest::sample::select(vec![127usize, 128, 129, 200, 1_000]),
+            4 => Just(10_000usize),
             1 => proptest::sample::select(vec![100_000usize, 1_000_000]),
         ],
         leaf(),
@@ -357,8 +357,8 @@ pub fn value() -> impl Strategy<Value = J> {
         ]
     });
     prop_oneof![
-        12 => tree,
+        30 => tree,
         1 => deep(),
-        1 => garbage(),
+        2 => garbage(),
     ]
 }

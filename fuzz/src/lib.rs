@@ -5,7 +5,7 @@
 //! ran, how fast, and what each property saw.
 //!
 //! Environment:
-//! - `HOSTD_FUZZ_CASES`: inputs over all targets together (default 4,000: the short run
+//! - `HOSTD_FUZZ_CASES`: inputs over all targets together (default 30,000: the short run
 //!   `make test` does); each target takes a fixed share of it.
 //! - `HOSTD_FUZZ_CASES_<TARGET>` (e.g. `HOSTD_FUZZ_CASES_INGEST_BYTES`): one target's
 //!   count, overriding its share.
@@ -42,7 +42,7 @@ pub const KNOWN_GAPS: &[(&str, &str)] = &[
 ];
 
 /// Inputs over all targets when `HOSTD_FUZZ_CASES` is not set.
-const DEFAULT_TOTAL: u64 = 4_000;
+const DEFAULT_TOTAL: u64 = 30_000;
 /// Fewest inputs a target runs, however small the total.
 const MIN_CASES: u64 = 20;
 

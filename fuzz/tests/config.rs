@@ -392,7 +392,7 @@ fn class(m: &str, path: &str) -> String {
 fn structured_mutations() {
     let target = Target::new("config/structured");
     let strategy = || (0..BASES.len(), proptest::collection::vec(edit(), 1..4));
-    target.run(cases("config/structured", 0.07), strategy, |(base, edits)| {
+    target.run(cases("config/structured", 0.05), strategy, |(base, edits)| {
         let mut table: toml::Table = toml::from_str(BASES[base]).map_err(|e| TestCaseError::fail(e.to_string()))?;
         for e in &edits {
             apply(&mut table, e);
@@ -418,5 +418,5 @@ fn mutated_text() {
             Bytes(if keep_utf8 { String::from_utf8_lossy(&bytes).into_owned().into_bytes() } else { bytes })
         })
     };
-    target.run(cases("config/text", 0.06), strategy, |text| check_load(&target, &text.0, None));
+    target.run(cases("config/text", 0.10), strategy, |text| check_load(&target, &text.0, None));
 }

@@ -68,14 +68,14 @@ impl Spec {
             DecisionSpec::Deliver(ds) => Decision::Deliver(ds.iter().map(DeliverySpec::build).collect()),
             DecisionSpec::Many(d, n) => {
                 // Copies are real memory here (a guest can alias; see tests/guest.rs):
-                // keep the whole decision under ~64 MiB.
+                // keep the whole decision under ~8 MiB.
                 let one = d.build();
                 let size = one.payload.len()
                     + one.route.len()
                     + one.key.as_ref().map_or(0, String::len)
                     + one.redactions.iter().map(|r| r.len() + 24).sum::<usize>()
                     + 64;
-                Decision::Deliver(vec![one; (*n).min((64 << 20) / size)])
+                Decision::Deliver(vec![one; (*n).min((8 << 20) / size)])
             }
         }
     }
@@ -85,9 +85,18 @@ const ROUTES: [&str; 2] = ["default", "audit"];
 
 fn big(max: usize) -> impl Strategy<Value = String> {
     prop_oneof![
-        8 => json::text(),
-        1 => proptest::sample::select(vec![255usize, 256, 1024, 65_536]).prop_map(|n| "r".repeat(n)),
+        24 => json::text(),
+        3 => proptest::sample::select(vec![255usize, 256, 1024, 65_536]).prop_map(|n| "r".repeat(n)),
         1 => (0usize..=max).prop_map(|n| "é".repeat(n / 2)),
+    ]
+}
+
+/// Payload sizes: small, around the default 1 MiB cap, or anything up to 2 MiB.
+fn payload_size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        8 => 0usize..4096,
+        2 => proptest::sample::select(vec![(1 << 20) - 3, (1 << 20) - 2, (1 << 20) - 1, 1 << 20]),
+        1 => 0usize..(2 << 20),
     ]
 }
 
@@ -104,7 +113,7 @@ fn route() -> impl Strategy<Value = String> {
 fn payload() -> impl Strategy<Value = J> {
     prop_oneof![
         6 => json::value(),
-        1 => (0usize..(2 << 20)).prop_map(|n| J::Str(vec![json::Piece::Run('x', n)])),
+        1 => payload_size().prop_map(|n| J::Str(vec![json::Piece::Run('x', n)])),
         1 => Just(J::Garbage("{not json".into())),
     ]
 }
@@ -114,16 +123,24 @@ fn delivery() -> impl Strategy<Value = DeliverySpec> {
         route(),
         payload(),
         proptest::option::weighted(0.3, big(1 << 20)),
-        prop_oneof![4 => Just(vec![]), 1 => proptest::collection::vec(big(4096), 0..4), 1 => (0usize..10_000).prop_map(|n| vec!["/data/x".to_string(); n])],
+        prop_oneof![
+            12 => Just(vec![]),
+            3 => proptest::collection::vec(big(4096), 0..4),
+            1 => (0usize..10_000).prop_map(|n| vec!["/data/x".to_string(); n])
+        ],
     )
         .prop_map(|(route, payload, key, redactions)| DeliverySpec { route, payload, key, redactions })
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
     let decision = prop_oneof![
-        2 => prop_oneof![3 => json::text(), 1 => (0usize..(20 << 20)).prop_map(|n| "d".repeat(n))].prop_map(DecisionSpec::Drop),
+        2 => prop_oneof![
+            12 => json::text(),
+            1 => prop_oneof![10 => Just(65_536usize), 3 => Just((1 << 20) + 1), 1 => Just(20 << 20)].prop_map(|n| "d".repeat(n)),
+        ]
+        .prop_map(DecisionSpec::Drop),
         8 => proptest::collection::vec(delivery(), 0..6).prop_map(DecisionSpec::Deliver),
-        2 => (delivery(), prop_oneof![Just(16usize), Just(17), 0usize..40, Just(1_000), Just(10_000)])
+        2 => (delivery(), prop_oneof![6 => proptest::sample::select(vec![16usize, 17]), 6 => 0usize..40, 1 => proptest::sample::select(vec![1_000usize, 10_000])])
             .prop_map(|(d, n)| DecisionSpec::Many(d, n)),
     ];
     (
@@ -272,5 +289,5 @@ fn check_spec(target: &Target, spec: &Spec) -> Result<(), TestCaseError> {
 #[test]
 fn arbitrary_decisions() {
     let target = Target::new("decision");
-    target.run(cases("decision", 0.25), spec, |s| check_spec(&target, &s));
+    target.run(cases("decision", 0.16), spec, |s| check_spec(&target, &s));
 }

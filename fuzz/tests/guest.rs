@@ -69,8 +69,8 @@ impl Text {
 
 fn sizes(max: usize) -> impl Strategy<Value = usize> {
     prop_oneof![
-        6 => 0usize..64,
-        2 => proptest::sample::select(vec![255usize, 256, 1023, 1024, 4096, 65_536]),
+        400 => 0usize..64,
+        80 => proptest::sample::select(vec![255usize, 256, 1023, 1024, 4096, 65_536]),
         1 => 0usize..=max,
         1 => Just(max),
     ]
@@ -120,19 +120,20 @@ struct GuestSpec {
 
 fn guest_spec() -> impl Strategy<Value = GuestSpec> {
     let mode = prop_oneof![
-        400 => Just("deliver"),
-        60 => Just("drop"),
-        60 => Just("error"),
-        6 => Just("trap"),
+        1600 => Just("deliver"),
+        240 => Just("drop"),
+        240 => Just("error"),
+        24 => Just("trap"),
         1 => Just("loop"),
-        4 => Just("grow"),
-        4 => Just("bogus"),
+        16 => Just("grow"),
+        16 => Just("bogus"),
     ];
     let deliveries = prop_oneof![
-        8 => 0usize..4,
-        2 => proptest::sample::select(vec![16usize, 17]),
-        1 => 0usize..100,
-        1 => proptest::sample::select(vec![1_000usize, 10_000, 100_000]),
+        320 => 0usize..4,
+        80 => proptest::sample::select(vec![16usize, 17]),
+        40 => 0usize..100,
+        8 => proptest::sample::select(vec![1_000usize, 10_000]),
+        1 => Just(100_000usize),
     ];
     (
         (mode, deliveries, payload(), proptest::collection::vec(route(), 1..3)),
@@ -238,9 +239,7 @@ impl Drop for LineCheck {
             LOG_VIOLATIONS.fetch_add(1, Ordering::Relaxed);
             let mut ex = LOG_EXAMPLE.lock().unwrap_or_else(|p| p.into_inner());
             if ex.is_none() {
-                *ex = Some(
-                    format!("{}", hostd_fuzz::clip(&String::from_utf8_lossy(body), 300)).escape_debug().to_string(),
-                );
+                *ex = Some(hostd_fuzz::clip(&String::from_utf8_lossy(body), 300).escape_debug().to_string());
             }
         }
     }
@@ -285,6 +284,7 @@ fn arbitrary_guest_decisions() {
     let max_rss = AtomicU64::new(baseline);
     let max_growth = AtomicU64::new(0);
     let log_seen = AtomicU64::new(0);
+    let slowest: Mutex<Vec<(Duration, String)>> = Mutex::new(Vec::new());
     let measured = rss::reset_peak();
     eprintln!(
         "fuzz guest: baseline RSS {:.1} MiB; one call may add at most {:.0} MiB ({} MiB guest memory + {} MiB){}",
@@ -301,8 +301,25 @@ fn arbitrary_guest_decisions() {
         let data = spec.data();
         rss::reset_peak();
         let before = rss::rss();
+        let started = std::time::Instant::now();
         let result = pool.evaluate(&event(data));
+        let took = started.elapsed();
+        target.count(match took.as_micros() {
+            0..=99 => "time: < 0.1 ms",
+            100..=999 => "time: 0.1-1 ms",
+            1_000..=9_999 => "time: 1-10 ms",
+            10_000..=99_999 => "time: 10-100 ms",
+            _ => "time: >= 100 ms",
+        });
         let (peak, now) = (rss::peak(), rss::rss());
+        {
+            let mut slow = slowest.lock().unwrap_or_else(|p| p.into_inner());
+            if slow.len() < 5 || slow.last().is_some_and(|(t, _)| *t < took) {
+                slow.push((took, describe(&spec)));
+                slow.sort_by_key(|(t, _)| std::cmp::Reverse(*t));
+                slow.truncate(5);
+            }
+        }
         max_rss.fetch_max(now, Ordering::Relaxed);
         let growth = peak.saturating_sub(before);
         max_growth.fetch_max(growth, Ordering::Relaxed);
@@ -386,6 +403,9 @@ fn arbitrary_guest_decisions() {
         }
         Ok::<(), TestCaseError>(())
     });
+    for (took, what) in slowest.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        eprintln!("  slow input: {took:?} for {what}");
+    }
     eprintln!(
         "fuzz guest: RSS baseline {:.1} MiB, largest after a call {:.1} MiB, final {:.1} MiB; largest rise during one call {:.1} MiB",
         mib(baseline),

@@ -27,6 +27,8 @@ use tower::ServiceExt;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TOKEN: &str = "acme-token-0123456789";
+/// `server.body_limit` by default.
+const BODY_LIMIT: u64 = 1 << 20;
 
 /// A Run as `langgraph_sdk` delivers it to a run's `webhook` URL.
 fn real_run(run_id: &str) -> String {
@@ -62,7 +64,10 @@ fn run_fields() -> impl Strategy<Value = Vec<(String, J)>> {
             0.8,
         ),
         maybe(prop_oneof![3 => json::syntactic_value(), 1 => json::value()].boxed(), 0.8),
-        proptest::collection::vec(("[a-z_]{1,10}", json::value()), 0..2),
+        proptest::collection::vec(
+            ("[a-z_]{1,10}", prop_oneof![3 => json::syntactic_value(), 1 => json::value()]),
+            0..2,
+        ),
     )
         .prop_map(|(run_id, assistant, status, metadata, kwargs, extra)| {
             let mut fields = Vec::new();
@@ -91,7 +96,7 @@ fn render_run(fields: &[(String, J)]) -> String {
 /// Query strings: the right token mostly, else wrong, missing, repeated, badly encoded.
 fn query() -> impl Strategy<Value = String> {
     prop_oneof![
-        12 => Just(format!("token={TOKEN}")),
+        30 => Just(format!("token={TOKEN}")),
         1 => Just("token=wrong".to_string()),
         1 => Just(String::new()),
         1 => Just("token=".to_string()),
@@ -194,9 +199,16 @@ fn check(target: &Target, d: &Daemon, body: &[u8], query: &str) -> Result<(), Te
     // The oracle: what the body and query are, read independently.
     let run: Option<Value> = serde_json::from_slice(body).ok();
     let run_id = run.as_ref().and_then(|r| r.get("run_id")).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let valid =
-        run.as_ref().is_some_and(Value::is_object) && run_id.is_some_and(|r| r.len() + ":run_end:0".len() <= 256);
+    let too_large = body.len() as u64 > BODY_LIMIT;
+    let valid = !too_large
+        && run.as_ref().is_some_and(Value::is_object)
+        && run_id.is_some_and(|r| r.len() + ":run_end:0".len() <= 256);
     match token_ok(query) {
+        Some(true) if too_large => {
+            target.check("langgraph.body_limit", status == StatusCode::PAYLOAD_TOO_LARGE, || {
+                format!("a {}-byte body got {status}: {answer_text}", body.len())
+            })?;
+        }
         Some(true) if valid => {
             target.check("langgraph.accepts_valid_runs", status == StatusCode::ACCEPTED, || {
                 format!("refused a valid run ({status}): {answer_text}")
@@ -240,7 +252,7 @@ fn check(target: &Target, d: &Daemon, body: &[u8], query: &str) -> Result<(), Te
 fn runs() {
     let target = Target::new("langgraph");
     let d = daemon();
-    target.run(cases("langgraph", 0.02), input, |i| match i {
+    target.run(cases("langgraph", 0.09), input, |i| match i {
         Input::Structured { fields, query } => check(&target, &d, render_run(&fields).as_bytes(), &query),
         Input::Mutated { body, query } => check(&target, &d, &body.0, &query),
     });

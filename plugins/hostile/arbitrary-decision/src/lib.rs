@@ -107,9 +107,7 @@ fn text(spec: Option<&Value>, default: &str) -> String {
             }
             let mut s = String::with_capacity(total);
             s.push_str(prefix);
-            for _ in 0..times {
-                s.push_str(repeat);
-            }
+            s.push_str(&repeat.repeat(times));
             s.push_str(suffix);
             s
         }
