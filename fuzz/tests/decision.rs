@@ -166,11 +166,20 @@ fn first_violation(d: &[GuestDelivery], spec: &Spec) -> Option<&'static str> {
     if d.iter().map(|x| x.payload.len() as u64).sum::<u64>() > spec.max_output {
         return Some("oversize_output");
     }
+    use hostd::policy::decision::{KEY_MAX, REDACTIONS_PER_DELIVERY_MAX, REDACTION_MAX, ROUTE_NAME_MAX};
     for x in d {
-        if !spec.any_route && !ROUTES.contains(&x.route.as_str()) {
+        if x.route.len() > ROUTE_NAME_MAX || (!spec.any_route && !ROUTES.contains(&x.route.as_str())) {
             return Some("unknown_route");
         }
-        if serde_json::from_str::<&RawValue>(&x.payload).is_err() {
+        if x.key.as_ref().is_some_and(|k| k.len() > KEY_MAX)
+            || x.redactions.len() > REDACTIONS_PER_DELIVERY_MAX
+            || x.redactions.iter().any(|r| r.len() > REDACTION_MAX)
+        {
+            return Some("oversize_field");
+        }
+        if hostd::json::depth_exceeds(&x.payload, hostd::json::MAX_DEPTH)
+            || serde_json::from_str::<&RawValue>(&x.payload).is_err()
+        {
             return Some("malformed_payload");
         }
     }
@@ -197,6 +206,7 @@ fn check_spec(target: &Target, spec: &Spec) -> Result<(), TestCaseError> {
         memory: 32 << 20,
         max_deliveries: spec.max_deliveries,
         max_output: spec.max_output,
+        ..PolicyLimits::default()
     };
     let routes = if spec.any_route {
         RouteSet::Any
@@ -222,7 +232,9 @@ fn check_spec(target: &Target, spec: &Spec) -> Result<(), TestCaseError> {
             })?;
             match (outcome, &sent, &drop_reason) {
                 (Outcome::Drop(r), None, Some(want)) => {
-                    target.check("decision.drop_kept", r == want, || "the drop reason changed".into())?;
+                    // Kept as guest text: cut to 1 KiB, control characters escaped.
+                    let want = hostd::policy::fault::guest_text(want);
+                    target.check("decision.drop_kept", *r == want, || "the drop reason changed".into())?;
                     target.count("accepted: drop");
                 }
                 (Outcome::Deliver(got), Some(want), _) => {

@@ -150,6 +150,7 @@ fn daemon() -> Daemon {
             policy_config: None,
             policy_tests: None,
             on_policy_error: OnPolicyError::DeadLetter,
+            keep_original: true,
             limits: PolicyLimits::default(),
             routes: BTreeMap::from([(
                 "default".to_string(),
