@@ -106,7 +106,7 @@ fuzz: rust-plugins
 	$(CARGO) build --release -p hostd-fuzz --tests
 	@mkdir -p target
 	@start=$$(date +%s); \
-	HOSTD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p hostd-fuzz -- --nocapture --test-threads=1 2>&1 | tee target/fuzz.log; \
+	HOSTD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release -p hostd-fuzz --no-fail-fast -- --nocapture --test-threads=1 2>&1 | tee target/fuzz.log; \
 	status=$${PIPESTATUS[0]}; \
 	echo "== make fuzz: $$(( $$(date +%s) - start )) s"; \
 	awk '/^FUZZ-RESULT/ { for (i = 2; i <= NF; i++) { split($$i, kv, "="); f[kv[1]] = kv[2] } \

@@ -801,11 +801,19 @@ def run(work, receiver, redis, hostd):
     log(f"load done: {len(ledger.acked)} events acknowledged in {load_seconds:.0f} s; draining")
     # Drain: everything acknowledged must land (or be dead-lettered as expected).
     drain_start = time.time()
+    last_change, last_pending = time.time(), None
     while True:
         dlq = hostd.dlq()
         figures, violations, pending = account(ledger, receiver, redis, dlq)
         ready = hostd.readyz() or {}
-        if (not pending and ready.get("spool_depth") == 0) or time.time() - drain_start > DRAIN_SECONDS:
+        idle = ready.get("spool_depth") == 0
+        if len(pending) != last_pending:
+            last_change, last_pending = time.time(), len(pending)
+        # Done: everything landed; or the spool is empty and nothing has landed for a
+        # while (what is still missing is lost); or out of time.
+        if idle and (not pending or time.time() - last_change > 30):
+            break
+        if time.time() - drain_start > DRAIN_SECONDS:
             break
         time.sleep(2)
     drain_seconds = time.time() - drain_start

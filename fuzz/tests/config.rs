@@ -372,7 +372,12 @@ fn check_load(target: &Target, text: &[u8], table: Option<&toml::Table>) -> Resu
                 }
             };
             target.count(&format!("refused: {}", class(&m, &shown)));
-            target.check("config.error_names_key", located, || format!("{m:?} for {:?}", String::from_utf8_lossy(text)))
+            let id = if m.ends_with(": recursion limit") {
+                "config.recursion_error_located"
+            } else {
+                "config.error_names_key"
+            };
+            target.check(id, located, || format!("{m:?} for {:?}", String::from_utf8_lossy(text)))
         }
     }
 }
