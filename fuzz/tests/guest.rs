@@ -389,7 +389,12 @@ fn arbitrary_guest_decisions() {
                 target.check("guest.strings_capped", m.len() <= 8192, || {
                     format!("a {}-byte fault message: {}", m.len(), hostd_fuzz::clip(&m, 160))
                 })?;
-                if within && spec.redactions <= 16 && spec.key.as_ref().is_none_or(|k| k.len() <= 4096) {
+                use hostd::policy::decision::{KEY_MAX, REDACTION_MAX, ROUTE_NAME_MAX};
+                let fields_ok = spec.key.as_ref().is_none_or(|k| k.expand().len() <= KEY_MAX)
+                    && (spec.redactions == 0 || spec.redaction.expand().len() <= REDACTION_MAX)
+                    && spec.routes.iter().all(|r| r.expand().len() <= ROUTE_NAME_MAX)
+                    && !hostd::json::depth_exceeds(&spec.payload.expand(), hostd::json::MAX_DEPTH);
+                if within && spec.redactions <= 16 && fields_ok {
                     // A starved machine can still stop a cheap call at the deadline (#13).
                     if kind == "deadline" {
                         target.count("deadline on a decision within the limits (host starved?)");

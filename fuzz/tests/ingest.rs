@@ -508,7 +508,7 @@ fn roundtrip(e: &AcceptedEvent, raw: &str, (before, after): (u64, u64)) -> Resul
             return Err(format!("accepted an idempotency key of {} bytes", k.len()))
         }
         Some(k) => k,
-        None => format!("{root}:{kind}:{step}"),
+        None => hostd::ingest::event::derived_idempotency_key(&root, &kind, step),
     };
     same("idempotency_key", &e.idempotency_key, &key)
 }
