@@ -49,6 +49,7 @@ test: plugins build py-env
 	$(MAKE) --no-print-directory services-stop; \
 	exit $$status
 
+# The workspace includes fuzz/: its property fuzzers run a short pass here (30,000 inputs).
 test-rust:
 	$(TEST_ENV) $(CARGO) test --workspace
 	cd plugins && $(CARGO) test -p hostd-policy-sdk
