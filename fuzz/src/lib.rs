@@ -31,12 +31,6 @@ use std::time::Instant;
 /// reported, but does not fail the run (unless `HOSTD_FUZZ_STRICT=1`). Remove an entry
 /// once its fix is merged: from then on the fuzzer guards it.
 pub const KNOWN_GAPS: &[(&str, &str)] = &[
-    ("guest.rss_bounded", "issue 9 #1: the host lifts a guest's whole decision before checking its size"),
-    ("guest.log_one_line", "issue 9 #3: guest log lines are not escaped (log injection)"),
-    ("decision.strings_capped", "issue 9 #3: drop reasons, routes, keys and redactions are not capped"),
-    ("decision.fault_message_bounded", "issue 9 #3: a fault message repeats the guest's strings uncapped"),
-    ("guest.strings_capped", "issue 9 #3: Err(msg), drop reasons, routes, keys are not capped"),
-    ("decision.policy_test_json", "issue 9 #4: `hostd policy test` panics on payloads serde_json::Value rejects"),
     ("ingest.error_bounded", "error messages quote the client's value whole (field `tenant`, `ts`)"),
     ("ingest.error_names_field", "an object key that is not valid JSON text is reported without a field"),
     ("config.recursion_error_located", "TOML's recursion-limit error (e.g. a deeply dotted table header) has no line"),

@@ -167,6 +167,15 @@ fn first_violation(d: &[GuestDelivery], spec: &Spec) -> Option<&'static str> {
         return Some("oversize_output");
     }
     use hostd::policy::decision::{KEY_MAX, REDACTIONS_PER_DELIVERY_MAX, REDACTION_MAX, ROUTE_NAME_MAX};
+    let metadata: usize = d
+        .iter()
+        .map(|x| {
+            x.route.len() + x.key.as_ref().map_or(0, String::len) + x.redactions.iter().map(String::len).sum::<usize>()
+        })
+        .sum();
+    if metadata as u64 > spec.max_output {
+        return Some("oversize_output");
+    }
     for x in d {
         if x.route.len() > ROUTE_NAME_MAX || (!spec.any_route && !ROUTES.contains(&x.route.as_str())) {
             return Some("unknown_route");

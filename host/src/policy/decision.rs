@@ -69,6 +69,18 @@ pub fn check(decision: Decision, limits: &PolicyLimits, routes: &RouteSet) -> Re
     if bytes > limits.max_output {
         return Err(PolicyFault::OversizeOutput { bytes, max: limits.max_output });
     }
+    // Every other guest string counts too, in a second budget of the same size.
+    let metadata: u64 = deliveries
+        .iter()
+        .map(|d| {
+            (d.route.len()
+                + d.key.as_ref().map_or(0, String::len)
+                + d.redactions.iter().map(String::len).sum::<usize>()) as u64
+        })
+        .sum();
+    if metadata > limits.max_output {
+        return Err(PolicyFault::OversizeMetadata { bytes: metadata, max: limits.max_output });
+    }
     let mut shaped = Vec::with_capacity(deliveries.len());
     for (index, d) in deliveries.into_iter().enumerate() {
         if d.route.len() > ROUTE_NAME_MAX || !routes.allows(&d.route) {

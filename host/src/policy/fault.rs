@@ -51,6 +51,8 @@ pub enum PolicyFault {
     /// budget was copied.
     #[error("the guest returned more than the {budget} bytes one call may hand the host")]
     OverBudget { budget: u64 },
+    #[error("decision has {bytes} bytes of routes, keys and redaction pointers, the limit is {max}")]
+    OversizeMetadata { bytes: u64, max: u64 },
     #[error("delivery {index}: `{field}` is {bytes} bytes, the limit is {max}")]
     OversizeField { index: usize, field: &'static str, bytes: usize, max: usize },
 }
@@ -68,7 +70,9 @@ impl PolicyFault {
             PolicyFault::MalformedPayload { .. } => "malformed_payload",
             PolicyFault::UnknownRoute { .. } => "unknown_route",
             PolicyFault::TooManyDeliveries { .. } => "too_many_deliveries",
-            PolicyFault::OversizeOutput { .. } | PolicyFault::OverBudget { .. } => "oversize_output",
+            PolicyFault::OversizeOutput { .. }
+            | PolicyFault::OverBudget { .. }
+            | PolicyFault::OversizeMetadata { .. } => "oversize_output",
             PolicyFault::OversizeField { .. } => "oversize_field",
         }
     }
