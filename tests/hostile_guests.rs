@@ -50,6 +50,17 @@ path = "{{dir}}/good.jsonl"
     Hostd::with_config(&config, &[("EVIL_TOKEN", EVIL), ("GOOD_TOKEN", GOOD), ("ADMIN_TOKEN", ADMIN)])
 }
 
+/// hostd with one tenant `id` running `guest`, `extra` TOML lines in its table, and a
+/// file route `{dir}/{id}.jsonl`.
+fn one_tenant(id: &str, token_env: &str, guest: &str, extra: &str) -> String {
+    format!(
+        "[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n[[tenants]]\nid = \"{id}\"\n\
+         token_env = \"{token_env}\"\npolicy = \"{}\"\n{extra}[tenants.routes.default]\ntype = \"file\"\n\
+         path = \"{{dir}}/{id}.jsonl\"\n",
+        plugin(guest).display()
+    )
+}
+
 fn dead_letters(h: &Hostd) -> Vec<Value> {
     h.dlq(ADMIN)
 }
@@ -198,22 +209,7 @@ fn garbage_payload_is_dead_lettered() {
 #[test]
 fn on_policy_error_drop_drops_without_a_dead_letter() {
     let _serial = serial();
-    let config = format!(
-        r#"
-[server]
-data_dir = "{{dir}}/data"
-admin_token_env = "ADMIN_TOKEN"
-[[tenants]]
-id = "evil"
-token_env = "EVIL_TOKEN"
-policy = "{}"
-on_policy_error = "drop"
-[tenants.routes.default]
-type = "file"
-path = "{{dir}}/evil.jsonl"
-"#,
-        plugin("hostile_garbage_json").display()
-    );
+    let config = one_tenant("evil", "EVIL_TOKEN", "hostile_garbage_json", "on_policy_error = \"drop\"\n");
     let h = Hostd::with_config(&config, &[("EVIL_TOKEN", EVIL), ("ADMIN_TOKEN", ADMIN)]);
     assert_eq!(h.post_json(Some(EVIL), &tool_end("r", "r", 0, json!(null))).0, 202);
     std::thread::sleep(Duration::from_millis(100));
@@ -325,23 +321,10 @@ fn guest_log_lines_cannot_forge_lines() {
 #[test]
 fn a_host_starved_of_cpu_never_faults_a_cheap_policy() {
     let _serial = serial();
-    let config = format!(
-        r#"
-[server]
-data_dir = "{{dir}}/data"
-admin_token_env = "ADMIN_TOKEN"
-[[tenants]]
-id = "good"
-token_env = "GOOD_TOKEN"
-policy = "{}"
-[tenants.limits]
-deadline = "1ms"
-[tenants.routes.default]
-type = "file"
-path = "{{dir}}/good.jsonl"
-"#,
-        plugin("pass_through").display()
-    );
+    // The wall-clock guard is another knob (default 1 s): set far out of the way, so this
+    // test is only about how the deadline counts CPU time.
+    let limits = "[tenants.limits]\ndeadline = \"1ms\"\nwall_deadline = \"60s\"\n";
+    let config = one_tenant("good", "GOOD_TOKEN", "pass_through", limits);
     let h = Hostd::with_config(&config, &[("GOOD_TOKEN", GOOD), ("ADMIN_TOKEN", ADMIN)]);
     let pin = std::process::Command::new("taskset")
         .args(["-a", "-p", "-c", "0", &h.pid().to_string()])
