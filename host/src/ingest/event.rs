@@ -244,7 +244,10 @@ pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventE
     if let Some(claimed) = string("tenant")? {
         if claimed != tenant {
             return Err(EventError {
-                message: format!("field `tenant` is `{claimed}` but the token belongs to tenant `{tenant}`"),
+                message: format!(
+                    "field `tenant` is `{}` but the token belongs to tenant `{tenant}`",
+                    crate::text::capped(&claimed, 128)
+                ),
                 wrong_tenant: true,
             });
         }
@@ -300,13 +303,13 @@ pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventE
         None => crate::delivery::clock::now_ms(),
         Some(Value::Number(n)) => n
             .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && *f < u64::MAX as f64).map(|f| f as u64))
             .ok_or_else(|| format!("field `ts` must be milliseconds since the epoch, got {n}"))?,
         Some(Value::String(s)) => humantime::parse_rfc3339_weak(&s)
-            .map_err(|e| format!("field `ts` is not an RFC 3339 time (`{s}`): {e}"))?
+            .map_err(|e| format!("field `ts` is not an RFC 3339 time (`{}`): {e}", crate::text::capped(&s, 64)))?
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
-            .map_err(|_| format!("field `ts` is before 1970: `{s}`"))?,
+            .map_err(|_| format!("field `ts` is before 1970: `{}`", crate::text::capped(&s, 64)))?,
         Some(other) => {
             return Err(
                 format!("field `ts` must be a number (ms) or an RFC 3339 string, got {}", type_name(&other)).into()
@@ -420,6 +423,13 @@ mod tests {
         }
         assert!(json("{\"event\":").unwrap_err().message.starts_with("malformed JSON at line 1"));
         assert!(json(r#"{"event":"a","run_id":"1","tenant":"globex"}"#).unwrap_err().wrong_tenant);
+        // The client's value is quoted cut and escaped, never whole.
+        let long = format!(r#"{{"event":"a","run_id":"1","tenant":"{}\n"}}"#, "g".repeat(1 << 20));
+        let e = json(&long).unwrap_err();
+        assert!(e.message.len() < 400 && !e.message.contains('\n'), "{}", &e.message[..100]);
+        let e = json(&format!(r#"{{"event":"a","run_id":"1","ts":"{}"}}"#, "9".repeat(1 << 20))).unwrap_err();
+        assert!(e.message.len() < 400, "{}", &e.message[..100]);
+        assert!(json(r#"{"event":"a","run_id":"1","ts":1e300}"#).is_err(), "a time past u64 ms is refused");
     }
 
     #[test]
