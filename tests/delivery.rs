@@ -327,7 +327,9 @@ fn dlq_list_show_replay_purge_by_cli_and_api() {
     let (ok, out, _) = cli(&h, ADMIN, &["show", &first_id.to_string()]);
     assert!(ok);
     let shown: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(shown["event"]["run_id"], "r0", "the original event");
+    // The original event. The three dead-letter in whichever order the route's
+    // workers finish them, so the first listed is any of them.
+    assert!(["r0", "r1", "r2"].contains(&shown["event"]["run_id"].as_str().unwrap_or_default()), "{shown}");
 
     // A tenant token sees only its own entries.
     let (ok, out, _) = cli(&h, &token("globex"), &["list"]);

@@ -346,17 +346,11 @@ async fn replay(
             app.dispatch(out.deliveries).await;
         }
         (ReplayMode::AsIs, Resolved::All(filter)) => {
-            // Page by page, up to the entries that existed when the replay began.
-            let through = app.spool().dlq_max_id().await.map_err(spool_error)?;
-            let mut remaining = filter.limit.unwrap_or(usize::MAX);
-            let mut after = filter.after;
-            while remaining > 0 {
-                let page =
-                    DlqFilter { after, through: Some(through), limit: Some(remaining.min(MAX_PAGE)), ..filter.clone() };
+            let mut pages = Pages::start(&app, filter).await?;
+            while let Some(page) = pages.next_page() {
                 let out = app.spool().dlq_requeue(&page).await.map_err(spool_error)?;
                 let Some(last) = out.last_id else { break };
-                remaining = remaining.saturating_sub(out.deliveries.len() + out.skipped.len());
-                after = Some(last);
+                pages.advance(last, out.deliveries.len() + out.skipped.len());
                 replayed += out.deliveries.len();
                 skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
                 app.dispatch(out.deliveries).await;
@@ -371,16 +365,11 @@ async fn replay(
             }
         }
         (ReplayMode::ThroughPolicy, Resolved::All(filter)) => {
-            let through = app.spool().dlq_max_id().await.map_err(spool_error)?;
-            let mut remaining = filter.limit.unwrap_or(usize::MAX);
-            let mut after = filter.after;
-            while remaining > 0 {
-                let page =
-                    DlqFilter { after, through: Some(through), limit: Some(remaining.min(MAX_PAGE)), ..filter.clone() };
+            let mut pages = Pages::start(&app, filter).await?;
+            while let Some(page) = pages.next_page() {
                 let entries = app.spool().dlq_list(&page).await.map_err(spool_error)?;
                 let Some(last) = entries.last().map(|e| e.id) else { break };
-                remaining = remaining.saturating_sub(entries.len());
-                after = Some(last);
+                pages.advance(last, entries.len());
                 for entry in entries {
                     match replay_through_policy(&app, &entry).await {
                         Ok(()) => replayed += 1,
@@ -391,6 +380,36 @@ async fn replay(
         }
     }
     Ok(Json(json!({"replayed": replayed, "skipped": skipped})))
+}
+
+/// A filtered DLQ walked page by page, up to the entries that existed when the walk
+/// began, so a replay never loops on entries it dead-letters itself.
+struct Pages {
+    filter: DlqFilter,
+    through: i64,
+    remaining: usize,
+}
+
+impl Pages {
+    async fn start(app: &App, filter: DlqFilter) -> Result<Pages, ApiError> {
+        let through = app.spool().dlq_max_id().await.map_err(spool_error)?;
+        Ok(Pages { remaining: filter.limit.unwrap_or(usize::MAX), through, filter })
+    }
+
+    /// The filter of the next page, or `None` once `limit` entries were handled.
+    fn next_page(&self) -> Option<DlqFilter> {
+        (self.remaining > 0).then(|| DlqFilter {
+            through: Some(self.through),
+            limit: Some(self.remaining.min(MAX_PAGE)),
+            ..self.filter.clone()
+        })
+    }
+
+    /// After a page that ended at id `last` and handled `handled` entries.
+    fn advance(&mut self, last: i64, handled: usize) {
+        self.remaining = self.remaining.saturating_sub(handled);
+        self.filter.after = Some(last);
+    }
 }
 
 /// Re-runs the tenant's current policy on the entry's original event and replaces the
