@@ -1,4 +1,4 @@
-//! Fuzzes `POST /v1/events` body parsing and validation (`ingest::event::parse_body`):
+//! Fuzzes `POST /v1/events` body parsing and validation (`event::parse_body`):
 //! JSON objects, arrays and NDJSON of structured-but-hostile events, and raw byte
 //! mutations of real bodies.
 //!
@@ -7,7 +7,7 @@
 //! raw event) and its raw text unchanged; a rejected body gets a message that names
 //! the event (index, and line for NDJSON, both correct) and the field.
 
-use hostd::ingest::event::{parse_body, AcceptedEvent, BodyFormat, InvalidEvent, MAX_IDEMPOTENCY_KEY};
+use hostd::event::{parse_body, AcceptedEvent, BodyFormat, InvalidEvent, MAX_IDEMPOTENCY_KEY};
 use hostd_fuzz::json::{self, Piece, J};
 use hostd_fuzz::{cases, mutate, Bytes, Target};
 use proptest::prelude::*;
@@ -508,7 +508,7 @@ fn roundtrip(e: &AcceptedEvent, raw: &str, (before, after): (u64, u64)) -> Resul
             return Err(format!("accepted an idempotency key of {} bytes", k.len()))
         }
         Some(k) => k,
-        None => hostd::ingest::event::derived_idempotency_key(&root, &kind, step),
+        None => hostd::event::derived_idempotency_key(&root, &kind, step),
     };
     same("idempotency_key", &e.idempotency_key, &key)
 }
@@ -604,8 +604,7 @@ fn check_event_location(
             match serde_json::from_str::<Vec<&RawValue>>(text) {
                 // The first event that fails is the one named.
                 Ok(items) => {
-                    index < items.len()
-                        && items[..index].iter().all(|r| hostd::ingest::event::parse_event(r, TENANT).is_ok())
+                    index < items.len() && items[..index].iter().all(|r| hostd::event::parse_event(r, TENANT).is_ok())
                 }
                 Err(_) => false,
             }

@@ -230,7 +230,7 @@ fn check(target: &Target, d: &Daemon, body: &[u8], query: &str) -> Result<(), Te
         // hostd reads the Run as raw JSON: it keeps what a `serde_json::Value` refuses
         // (lone surrogates, 1e400), where this oracle cannot read the run id.
         if run.is_some() {
-            let want = run_id.map(|r| hostd::ingest::event::derived_idempotency_key(r, "run_end", 0));
+            let want = run_id.map(|r| hostd::event::derived_idempotency_key(r, "run_end", 0));
             target.check("langgraph.key_from_run_id", Some(key.clone()) == want, || {
                 format!("accepted with key {key:?}, expected {want:?}")
             })?;

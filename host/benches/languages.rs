@@ -12,7 +12,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use hostd::config::PolicyLimits;
-use hostd::policy::bindings::{EventPolicy, EventPolicyPre};
+use hostd::contract::{EventPolicy, EventPolicyPre};
 use hostd::policy::decision::RouteSet;
 use hostd::policy::sandbox::{GuestLog, GuestState};
 use hostd::policy::{Outcome, PolicyEngine, PolicyEvent, PolicyInstancePool};

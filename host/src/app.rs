@@ -3,11 +3,12 @@
 //! operations.
 
 use crate::config::{Config, OnPolicyError, ServerConfig, TenantConfig};
-use crate::delivery::{Deliverer, Delivery};
+use crate::delivery::Deliverer;
 use crate::ingest::auth::TenantTokens;
 use crate::ingest::AcceptedEvent;
 use crate::policy::live::{LivePolicy, PolicyStats};
 use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyInstancePool};
+use crate::record::Delivery;
 use crate::sinks;
 use crate::spool::{AcceptItem, Accepted, NewDelivery, Shaped, Spool, SpoolError};
 use crate::swap::PolicySource;
@@ -74,7 +75,7 @@ impl App {
         for warning in &secrets.warnings {
             tracing::warn!("{warning}");
         }
-        let egress = crate::egress::Egress::from_server(&config.server);
+        let egress = config.server.egress();
         let compiled = config.server.data_dir.join("compiled");
         crate::spool::data_dir::secure_cache_dir(&compiled)?;
         let engine = PolicyEngine::new()?.with_disk_cache(&compiled)?;

@@ -20,7 +20,7 @@ pub fn check(path: &Path) -> Vec<String> {
         Ok(secrets) => secrets.warnings.iter().for_each(|w| tracing::warn!("{w}")),
         Err(e) => problems.extend(e),
     }
-    let egress = crate::egress::Egress::from_server(&config.server);
+    let egress = config.server.egress();
     for tc in &config.tenants {
         if !tc.policy.exists() {
             problems.push(format!("tenant `{}`: policy {}: file not found", tc.id, tc.policy.display()));

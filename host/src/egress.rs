@@ -292,16 +292,6 @@ pub struct Egress {
 }
 
 impl Egress {
-    pub fn from_server(server: &crate::config::ServerConfig) -> Egress {
-        Egress {
-            targets: Arc::new(TargetPolicy {
-                allow_all: server.allow_private_targets,
-                allowed: server.allowed_private_targets.clone(),
-            }),
-            proxy: server.http_proxy.clone(),
-        }
-    }
-
     /// A client builder with the proxy setting and the guarded resolver. The error
     /// never repeats the proxy URL (it may hold credentials).
     pub fn client_builder(&self) -> crate::Result<reqwest::ClientBuilder> {
@@ -462,29 +452,6 @@ mod tests {
         assert_eq!(deny.check_url(&url("http://2130706433/")).unwrap_err().class, Loopback);
         assert_eq!(deny.check_url(&url("http://0x7f.1/")).unwrap_err().class, Loopback);
         deny.check_url(&url("https://hooks.example.com/")).unwrap();
-    }
-
-    #[test]
-    fn config_files_refuse_private_targets_the_quickstart_allows_loopback() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        let file: crate::Config = toml::from_str("").unwrap();
-        let file = Egress::from_server(&file.server);
-        assert!(file.targets.check(ip("127.0.0.1")).is_err());
-        assert!(file.proxy.is_none());
-        let quick = crate::Config::quickstart(crate::config::Quickstart {
-            plugin: "p.wasm".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            out: None,
-            token: None,
-            policy_config: None,
-            data_dir: "d".into(),
-        })
-        .unwrap();
-        let quick = Egress::from_server(&quick.server);
-        quick.targets.check(ip("127.0.0.1")).unwrap();
-        quick.targets.check(ip("::1")).unwrap();
-        assert_eq!(quick.targets.check(ip("10.0.0.1")).unwrap_err().class, Private);
-        assert_eq!(quick.targets.check(ip("169.254.169.254")).unwrap_err().class, LinkLocal);
     }
 
     #[test]

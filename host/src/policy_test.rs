@@ -3,7 +3,7 @@
 //! enough to compare with a golden file.
 
 use crate::config::PolicyLimits;
-use crate::ingest::event::parse_event;
+use crate::event::parse_event;
 use crate::policy::decision::RouteSet;
 use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyInstancePool};
 use anyhow::{anyhow, Context};

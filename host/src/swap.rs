@@ -284,7 +284,7 @@ pub async fn evict_idle_instances(app: Arc<App>) {
 
 /// One sweep; returns the instances freed.
 pub fn sweep(app: &App, ttl_ms: u64, budget: u64) -> usize {
-    let now = crate::delivery::clock::now_ms();
+    let now = crate::clock::now_ms();
     let mut freed = 0;
     let mut live = Vec::new();
     for t in app.tenants() {

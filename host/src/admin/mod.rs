@@ -12,8 +12,8 @@ pub mod policy;
 
 use crate::api_error::ApiError;
 use crate::app::{evaluate_all, App};
-use crate::delivery::clock::now_ms;
-use crate::ingest::event::parse_event;
+use crate::clock::now_ms;
+use crate::event::parse_event;
 use crate::spool::{DlqEntry, DlqFilter};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;

@@ -4,18 +4,20 @@
 //! a setting silently ignored.
 
 mod routes;
+pub(crate) mod server;
+mod tenant;
 mod tokens;
 
 pub use routes::*;
+pub use server::*;
+pub use tenant::*;
 pub use tokens::*;
 
-use crate::units::{de_duration, de_size};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,249 +26,6 @@ pub struct Config {
     pub server: ServerConfig,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerConfig {
-    /// Address the HTTP ingest listens on.
-    #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
-    /// Largest request body ingest accepts (413 above it).
-    #[serde(default = "default_body_limit", deserialize_with = "de_size")]
-    pub body_limit: u64,
-    /// Where hostd keeps its state (the dead-letter file for now).
-    #[serde(default = "default_data_dir")]
-    pub data_dir: PathBuf,
-    /// Accept requests without a token. Only allowed on a loopback listener with a
-    /// single tenant; the quickstart sets it when no token is given.
-    #[serde(default)]
-    pub allow_unauthenticated: bool,
-    /// Env var holding the admin API token (`Authorization: Bearer`); without it the
-    /// admin API answers only tenant tokens, each for its own entries.
-    pub admin_token_env: Option<String>,
-    /// How long a repeat of an accepted idempotency key is answered as a duplicate.
-    #[serde(default = "default_dedupe_window", deserialize_with = "de_duration")]
-    pub dedupe_window: Duration,
-    /// On SIGTERM / SIGINT, how long in-flight deliveries may finish.
-    #[serde(default = "default_drain_timeout", deserialize_with = "de_duration")]
-    pub drain_timeout: Duration,
-    /// `fsync`: a 202 means the batch is on disk (survives power loss);
-    /// `os`: handed to the OS (survives a crash of hostd, not of the machine);
-    /// `none`: benchmarks only.
-    #[serde(default)]
-    pub durability: Durability,
-    /// Reload a tenant's policy when its file changes (write it elsewhere and `mv` it
-    /// into place: a half-written file is refused and the old version keeps serving).
-    #[serde(default = "default_true")]
-    pub watch_policies: bool,
-    /// Idle policy instances of a tenant that made no call for this long are freed (the
-    /// compiled component stays; the next call instantiates again).
-    #[serde(default = "default_policy_idle_ttl", deserialize_with = "de_duration")]
-    pub policy_idle_ttl: Duration,
-    /// Linear memory all tenants' idle instances may hold together; beyond it the least
-    /// recently used tenants' idle instances are freed first.
-    #[serde(default = "default_policy_memory_budget", deserialize_with = "de_size")]
-    pub policy_memory_budget: u64,
-    /// Most events one ingest request may carry (413 above it, before any policy runs):
-    /// with the policy deadline, this bounds the policy time one request can cost.
-    #[serde(default = "default_max_events_per_request")]
-    pub max_events_per_request: usize,
-    /// A second listener for `/metrics`, `/readyz` and `/healthz`; when set, the ingest
-    /// listener serves only `/healthz` of the three.
-    pub metrics_listen: Option<SocketAddr>,
-    /// Env var holding a token `/metrics` requires (`Authorization: Bearer`); `/readyz`
-    /// then shows the spool depths only to it.
-    pub metrics_token_env: Option<String>,
-    /// Proxy for webhook requests (`http://[user:pass@]host:port`). Without it webhooks
-    /// never use a proxy, whatever `HTTP_PROXY` / `HTTPS_PROXY` say.
-    pub http_proxy: Option<String>,
-    /// Let webhooks reach private, loopback, link-local and other non-public addresses.
-    #[serde(default)]
-    pub allow_private_targets: bool,
-    /// Non-public address ranges webhooks may reach anyway, like `["10.0.0.0/8"]`.
-    #[serde(default)]
-    pub allowed_private_targets: Vec<crate::egress::Cidr>,
-    /// DLQ entries dead-lettered longer ago than this are deleted by a periodic sweep.
-    #[serde(default = "default_dlq_retention", deserialize_with = "de_duration")]
-    pub dlq_retention: Duration,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Durability {
-    #[default]
-    Fsync,
-    Os,
-    /// No durability at all (SQLite `synchronous=OFF`): for benchmarks only.
-    None,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: default_listen(),
-            body_limit: default_body_limit(),
-            data_dir: default_data_dir(),
-            allow_unauthenticated: false,
-            admin_token_env: None,
-            dedupe_window: default_dedupe_window(),
-            drain_timeout: default_drain_timeout(),
-            durability: Durability::default(),
-            watch_policies: true,
-            policy_idle_ttl: default_policy_idle_ttl(),
-            policy_memory_budget: default_policy_memory_budget(),
-            max_events_per_request: default_max_events_per_request(),
-            metrics_listen: None,
-            metrics_token_env: None,
-            http_proxy: None,
-            allow_private_targets: false,
-            allowed_private_targets: Vec::new(),
-            dlq_retention: default_dlq_retention(),
-        }
-    }
-}
-
-fn default_max_events_per_request() -> usize {
-    1000
-}
-
-fn default_true() -> bool {
-    true
-}
-fn default_policy_idle_ttl() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_policy_memory_budget() -> u64 {
-    512 << 20
-}
-
-fn default_dlq_retention() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
-}
-
-fn default_dedupe_window() -> Duration {
-    Duration::from_secs(24 * 3600)
-}
-fn default_drain_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_listen() -> SocketAddr {
-    "127.0.0.1:8787".parse().expect("valid default address")
-}
-fn default_body_limit() -> u64 {
-    1 << 20
-}
-fn default_data_dir() -> PathBuf {
-    PathBuf::from("hostd-data")
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TenantConfig {
-    pub id: String,
-    /// Name of the environment variable holding the tenant's bearer token.
-    pub token_env: Option<String>,
-    /// File holding the tenant's bearer token (trailing whitespace ignored).
-    pub token_file: Option<PathBuf>,
-    /// Path of the policy component (`.wasm`).
-    pub policy: PathBuf,
-    /// Passed to the policy's `configure` as JSON.
-    #[serde(default)]
-    pub policy_config: Option<toml::Table>,
-    /// JSONL fixtures every new version of the policy must pass before it is swapped in
-    /// (and at startup): `{"event": {...}, "expect": {...}}` per line, `expect` being a
-    /// subset of what `hostd policy test` prints as `result`.
-    #[serde(default)]
-    pub policy_tests: Option<PathBuf>,
-    #[serde(default)]
-    pub on_policy_error: OnPolicyError,
-    /// Store the original event (before the policy redacted it) beside its deliveries
-    /// and DLQ entries, for replay through the policy. `false`: only shaped payloads
-    /// are stored, and replay through the policy is refused for this tenant.
-    #[serde(default = "default_true")]
-    pub keep_original: bool,
-    #[serde(default)]
-    pub limits: PolicyLimits,
-    #[serde(default)]
-    pub routes: BTreeMap<String, RouteConfig>,
-    /// A token given directly on the command line (quickstart); never read from the
-    /// config text, so no secret sits in a config file.
-    #[serde(skip)]
-    pub token: Option<String>,
-}
-
-/// What happens to an event whose policy faults. Never "deliver it unshaped".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnPolicyError {
-    #[default]
-    DeadLetter,
-    Drop,
-}
-
-/// Per-tenant sandbox limits.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyLimits {
-    /// Wall-clock budget of one `evaluate`, enforced by epoch interruption.
-    #[serde(default = "default_deadline", deserialize_with = "de_duration")]
-    pub deadline: Duration,
-    /// Cap on the guest's linear memory.
-    #[serde(default = "default_memory", deserialize_with = "de_size")]
-    pub memory: u64,
-    /// Most deliveries one decision may contain.
-    #[serde(default = "default_max_deliveries")]
-    pub max_deliveries: usize,
-    /// Most payload bytes one decision may contain, all deliveries together. Routes,
-    /// keys, redaction pointers and error text are counted in a second budget of the
-    /// same size; the host never copies more than twice this (plus 64 KiB) out of one
-    /// call.
-    #[serde(default = "default_max_output", deserialize_with = "de_size")]
-    pub max_output: u64,
-    /// Most `evaluate` calls of this tenant running at once (each on its own
-    /// instance); further requests wait for a slot. With `memory` and `max_output`
-    /// this bounds what one tenant can make the host hold.
-    #[serde(default = "default_max_concurrency")]
-    pub max_concurrency: usize,
-    /// The guard against a call that never ends: the `deadline` counts the policy's
-    /// own CPU time (a host starved of CPU never faults a well-behaved policy), and
-    /// this caps the wall-clock time of one call whatever the reason.
-    #[serde(default = "default_wall_deadline", deserialize_with = "de_duration")]
-    pub wall_deadline: Duration,
-}
-
-impl Default for PolicyLimits {
-    fn default() -> Self {
-        PolicyLimits {
-            deadline: default_deadline(),
-            memory: default_memory(),
-            max_deliveries: default_max_deliveries(),
-            max_output: default_max_output(),
-            max_concurrency: default_max_concurrency(),
-            wall_deadline: default_wall_deadline(),
-        }
-    }
-}
-
-fn default_deadline() -> Duration {
-    Duration::from_millis(20)
-}
-fn default_memory() -> u64 {
-    32 << 20
-}
-fn default_max_deliveries() -> usize {
-    16
-}
-fn default_max_output() -> u64 {
-    1 << 20
-}
-fn default_max_concurrency() -> usize {
-    4
-}
-fn default_wall_deadline() -> Duration {
-    Duration::from_secs(1)
 }
 
 /// What `hostd --plugin PATH` needs to run without a config file.
@@ -410,37 +169,10 @@ impl Config {
     }
 }
 
-impl TenantConfig {
-    /// Reads the tenant's token from its env var or file. `Ok(None)` when neither is
-    /// configured (unauthenticated quickstart).
-    pub fn read_token(&self) -> crate::Result<Option<String>> {
-        if let Some(token) = &self.token {
-            return Ok(Some(token.clone()));
-        }
-        if let Some(var) = &self.token_env {
-            let token = std::env::var(var)
-                .map_err(|_| anyhow::anyhow!("tenant `{}`: token_env `{}` is not set", self.id, var))?;
-            if token.is_empty() {
-                bail!("tenant `{}`: token_env `{}` is empty", self.id, var);
-            }
-            return Ok(Some(token));
-        }
-        if let Some(path) = &self.token_file {
-            let token = std::fs::read_to_string(path)
-                .with_context(|| format!("tenant `{}`: cannot read token_file {}", self.id, path.display()))?;
-            let token = token.trim_end().to_string();
-            if token.is_empty() {
-                bail!("tenant `{}`: token_file {} is empty", self.id, path.display());
-            }
-            return Ok(Some(token));
-        }
-        Ok(None)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn parse(text: &str) -> Result<Config, String> {
         toml::from_str::<Config>(text).map_err(|e| e.to_string())
@@ -521,5 +253,30 @@ mod tests {
     fn shape_errors_name_the_tenant() {
         let c = parse(&MINIMAL.replace("token_env = \"ACME_TOKEN\"", "")).unwrap();
         assert!(c.validate_shape().unwrap_err().to_string().contains("`acme`: needs `token_env`"));
+    }
+
+    #[test]
+    fn config_files_refuse_private_targets_the_quickstart_allows_loopback() {
+        use crate::egress::AddressClass::{LinkLocal, Private};
+        use std::net::IpAddr;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let file: crate::Config = toml::from_str("").unwrap();
+        let file = file.server.egress();
+        assert!(file.targets.check(ip("127.0.0.1")).is_err());
+        assert!(file.proxy.is_none());
+        let quick = crate::Config::quickstart(crate::config::Quickstart {
+            plugin: "p.wasm".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            out: None,
+            token: None,
+            policy_config: None,
+            data_dir: "d".into(),
+        })
+        .unwrap();
+        let quick = quick.server.egress();
+        quick.targets.check(ip("127.0.0.1")).unwrap();
+        quick.targets.check(ip("::1")).unwrap();
+        assert_eq!(quick.targets.check(ip("10.0.0.1")).unwrap_err().class, Private);
+        assert_eq!(quick.targets.check(ip("169.254.169.254")).unwrap_err().class, LinkLocal);
     }
 }

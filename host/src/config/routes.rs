@@ -1,7 +1,7 @@
 //! Routes: where deliveries go (`type` picks the transport, each with its own options)
 //! and how they are delivered (retry schedule, workers, ordering), whatever the transport.
 
-use super::default_dedupe_window;
+use super::server::default_dedupe_window;
 use crate::units::de_duration;
 use serde::Deserialize;
 use std::collections::BTreeMap;

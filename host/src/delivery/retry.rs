@@ -1,4 +1,4 @@
-//! The retry schedule of a route, and what a sink says about one attempt.
+//! The retry schedule of a route.
 
 use rand::Rng;
 use std::time::Duration;
@@ -7,23 +7,6 @@ use std::time::Duration;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Each scheduled delay is moved by up to ±20 % so retries of a burst spread out.
 const JITTER: f64 = 0.2;
-
-/// What one attempt came to. Each transport classifies its own errors into these.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendOutcome {
-    Delivered,
-    /// Worth another try (network error, timeout, 408, 429, 5xx, broker unavailable).
-    Retry {
-        status: Option<u16>,
-        error: String,
-        retry_after: Option<Duration>,
-    },
-    /// Retrying cannot help (4xx, message too large, unknown topic): dead-letter now.
-    Fatal {
-        status: Option<u16>,
-        error: String,
-    },
-}
 
 #[derive(Debug, Clone)]
 pub struct RetrySchedule {
@@ -54,16 +37,6 @@ impl RetrySchedule {
     }
 }
 
-/// Parses a `Retry-After` header: delay-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,14 +60,5 @@ mod tests {
         assert_eq!(d, Duration::from_secs(3));
         assert_eq!(s.delay_after(1, Some(Duration::from_secs(99_999))).unwrap(), MAX_RETRY_AFTER);
         assert!(s.delay_after(1, Some(Duration::ZERO)).unwrap() >= Duration::from_millis(800));
-    }
-
-    #[test]
-    fn parses_both_retry_after_forms() {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

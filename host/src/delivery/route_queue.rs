@@ -10,10 +10,11 @@
 //! - A failed delivery sleeps until its next attempt and goes back to the workers; in
 //!   per-key mode its key stays busy meanwhile.
 
-use super::retry::{RetrySchedule, SendOutcome};
-use super::Delivery;
+use super::retry::RetrySchedule;
+use crate::clock::now_ms;
 use crate::config::Ordering;
-use crate::delivery::clock::now_ms;
+use crate::record::Delivery;
+use crate::sinks::SendOutcome;
 use crate::sinks::Sink;
 use crate::spool::Spool;
 use crate::telemetry::metrics_names as m;

@@ -10,9 +10,9 @@
 //! does the presented token wherever else it appears. Nothing else of the Run changes:
 //! it is handled as raw text, so numbers and escapes stay as LangGraph wrote them.
 
-use super::event::parse_event;
 use super::ApiError;
 use crate::app::App;
+use crate::event::parse_event;
 use crate::json::{self, push_json_string, MAX_DEPTH};
 use axum::body::Body;
 use axum::extract::{Query, State};

@@ -2,10 +2,9 @@
 //! Accepted events go to the next stage through [`crate::App::accept`].
 
 pub mod auth;
-pub mod event;
 pub mod langgraph;
 
-pub use event::{AcceptedEvent, BodyFormat};
+pub use crate::event::{self, AcceptedEvent, BodyFormat};
 
 pub use crate::api_error::ApiError;
 use crate::app::App;

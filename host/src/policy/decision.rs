@@ -3,9 +3,9 @@
 //! tenant, every payload valid JSON. One bad delivery fails the whole decision, so an
 //! event is never half-delivered.
 
-use super::bindings::Decision;
 use super::fault::{guest_text, PolicyFault};
 use crate::config::PolicyLimits;
+use crate::contract::Decision;
 use serde_json::value::RawValue;
 use std::collections::HashSet;
 

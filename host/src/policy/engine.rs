@@ -8,8 +8,8 @@
 //! data dir, keyed by sha256 and the engine's compatibility hash (wasmtime version and
 //! settings), so a restart deserializes instead of compiling.
 
-use super::bindings::EventPolicyPre;
 use super::sandbox::GuestState;
+use crate::contract::EventPolicyPre;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};

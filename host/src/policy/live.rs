@@ -7,7 +7,7 @@
 //! one. Installs and rollbacks of one tenant are serialized by the history mutex.
 
 use super::pool::PolicyInstancePool;
-use crate::delivery::clock::now_ms;
+use crate::clock::now_ms;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

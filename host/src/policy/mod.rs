@@ -7,7 +7,6 @@
 //! - [`fault`]: why a policy call failed, named by tenant, version and cause.
 //! - [`decision`]: checking a guest's decision against the tenant's routes and limits.
 
-pub mod bindings;
 pub mod decision;
 pub mod engine;
 pub mod fault;
@@ -15,7 +14,7 @@ pub mod live;
 pub mod pool;
 pub mod sandbox;
 
-pub use bindings::{Decision, Delivery as GuestDelivery, Event as PolicyEvent};
+pub use crate::contract::{Decision, Delivery as GuestDelivery, Event as PolicyEvent};
 pub use decision::{Outcome, ShapedDelivery};
 pub use engine::PolicyEngine;
 pub use fault::{PolicyError, PolicyFault};

@@ -4,13 +4,13 @@
 //! reused one, so instances are kept and reused; one that trapped, ran out of time or
 //! memory is thrown away and the next call gets a fresh one.
 
-use super::bindings::{Event, EventPolicy, EventPolicyPre};
 use super::decision::{self, Outcome, RouteSet};
 use super::engine::PolicyEngine;
 use super::fault::{guest_text, PolicyError, PolicyFault};
 use super::sandbox::{CallBudget, GuestLog, GuestState};
+use crate::clock::now_ms;
 use crate::config::PolicyLimits;
-use crate::delivery::clock::now_ms;
+use crate::contract::{Event, EventPolicy, EventPolicyPre};
 use anyhow::{anyhow, Context};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -3,7 +3,7 @@
 //! memory limiter. Guests built for `wasm32-wasip2` import `wasi:io` / `wasi:cli` even
 //! when they do no I/O, so real (empty) WASI is linked rather than trapping stubs.
 
-use super::bindings::{hostd::policy::log, Level};
+use crate::contract::{hostd::policy::log, Level};
 use crate::text::{escape_control, truncate};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -110,7 +110,7 @@ impl WasiView for GuestState {
     }
 }
 
-impl super::bindings::hostd::policy::types::Host for GuestState {}
+impl crate::contract::hostd::policy::types::Host for GuestState {}
 
 impl log::Host for GuestState {
     fn log(&mut self, level: Level, message: String) {

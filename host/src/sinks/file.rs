@@ -1,8 +1,8 @@
 //! JSON Lines to a file, one line per delivery.
 
 use super::Sink;
-use crate::delivery::retry::SendOutcome;
-use crate::delivery::Delivery;
+use crate::record::Delivery;
+use crate::sinks::SendOutcome;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;

@@ -7,8 +7,8 @@
 //! chosen by clients and predictable), and an id names one delivery: every retry and
 //! every replay of it carries the same id.
 
-use crate::delivery::Delivery;
 use crate::json::length_prefixed_sha256;
+use crate::record::Delivery;
 
 /// Fixed first bytes of the hashed input: the scheme's name and version.
 pub const DOMAIN: &str = "hostd-message-id-v1";

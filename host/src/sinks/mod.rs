@@ -4,15 +4,16 @@
 pub mod file;
 pub mod kafka;
 pub mod message_id;
+pub mod outcome;
 pub mod redis_stream;
 pub mod sns;
 pub mod stdout;
 pub mod webhook;
 
 use crate::config::{RouteConfig, RouteKind};
-use crate::delivery::retry::SendOutcome;
-use crate::delivery::Delivery;
 use crate::egress::Egress;
+use crate::record::Delivery;
+pub use outcome::SendOutcome;
 use std::sync::Arc;
 
 /// The seam every transport implements.

@@ -1,8 +1,8 @@
 //! JSON Lines on standard output, for development and the quickstart.
 
 use super::Sink;
-use crate::delivery::retry::SendOutcome;
-use crate::delivery::Delivery;
+use crate::record::Delivery;
+use crate::sinks::SendOutcome;
 use std::io::Write;
 
 pub struct StdoutSink;

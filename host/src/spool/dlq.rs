@@ -5,8 +5,8 @@
 //! statement that changes the row.
 
 use super::{insert_shaped, raw_json, AcceptItem, Spool, SpoolError, EVENT_NOT_KEPT};
-use crate::delivery::clock::now_ms;
-use crate::delivery::Delivery;
+use crate::clock::now_ms;
+use crate::record::Delivery;
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;

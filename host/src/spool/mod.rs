@@ -11,9 +11,9 @@ mod writer;
 
 pub use dlq::{DlqEntry, DlqFilter, DlqPage, Requeued};
 
+use crate::clock::now_ms;
 use crate::config::Durability;
-use crate::delivery::clock::now_ms;
-use crate::delivery::Delivery;
+use crate::record::Delivery;
 use data_dir::DataDirLock;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::value::RawValue;

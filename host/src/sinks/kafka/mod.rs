@@ -6,8 +6,8 @@
 
 use super::Sink;
 use crate::config::KafkaConfig;
-use crate::delivery::retry::SendOutcome;
-use crate::delivery::Delivery;
+use crate::record::Delivery;
+use crate::sinks::SendOutcome;
 use anyhow::anyhow;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};

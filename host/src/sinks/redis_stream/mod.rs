@@ -8,8 +8,8 @@
 
 use super::{message_id, Sink};
 use crate::config::RedisStreamConfig;
-use crate::delivery::retry::SendOutcome;
-use crate::delivery::Delivery;
+use crate::record::Delivery;
+use crate::sinks::SendOutcome;
 use crate::text::log_safe;
 use anyhow::{anyhow, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};

@@ -8,8 +8,8 @@
 
 use super::{describe_error, message_id, Sink};
 use crate::config::SnsConfig;
-use crate::delivery::retry::SendOutcome;
-use crate::delivery::Delivery;
+use crate::record::Delivery;
+use crate::sinks::SendOutcome;
 use crate::text::log_safe;
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;

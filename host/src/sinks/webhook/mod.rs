@@ -9,10 +9,10 @@ mod encode;
 
 use super::{describe_error, message_id, Sink};
 use crate::config::WebhookConfig;
-use crate::delivery::retry::{parse_retry_after, SendOutcome};
-use crate::delivery::Delivery;
 use crate::egress::{self, Egress, RefusedTarget, TargetPolicy};
+use crate::record::Delivery;
 use crate::signing::{self, SigningKey};
+use crate::sinks::outcome::{parse_retry_after, SendOutcome};
 use crate::text::log_safe;
 use anyhow::{anyhow, bail};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};

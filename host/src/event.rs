@@ -2,7 +2,7 @@
 //! `astream_events` v2 shape. Every error names the event (index, and line for NDJSON)
 //! and the field.
 
-use crate::policy::PolicyEvent;
+use crate::contract::Event as PolicyEvent;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -300,7 +300,7 @@ pub fn parse_event(raw: &RawValue, tenant: &str) -> Result<AcceptedEvent, EventE
     let data = fields.data.map(|r| r.get().to_string()).unwrap_or_else(|| "null".to_string());
     let name = string("name")?.unwrap_or_default();
     let timestamp_ms = match get("ts")? {
-        None => crate::delivery::clock::now_ms(),
+        None => crate::clock::now_ms(),
         Some(Value::Number(n)) => n
             .as_u64()
             .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && *f < u64::MAX as f64).map(|f| f as u64))
