@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use hostd::config::{DeliveryOptions, Durability, KafkaConfig, RedisStreamConfig, RouteConfig, RouteKind};
 use hostd::delivery::Deliverer;
+use hostd::record::TenantId;
 use hostd::spool::{AcceptItem, NewDelivery, Shaped, Spool};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
@@ -58,7 +59,7 @@ fn route(stream: &str, concurrency: usize) -> RouteConfig {
 }
 
 /// Puts N shaped deliveries for `route` into `spool`, as ingest would.
-async fn fill_spool(spool: &Spool, tenant: &Arc<str>, route: &str) {
+async fn fill_spool(spool: &Spool, tenant: &TenantId, route: &str) {
     for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
         let items = chunk
             .iter()
@@ -120,7 +121,7 @@ async fn main() {
     // Sink stage: N shaped deliveries in the spool, then the route queue drains them.
     let tmp = tempfile::tempdir().unwrap();
     let spool = Arc::new(Spool::open(tmp.path(), Durability::Os).unwrap());
-    let tenant: Arc<str> = Arc::from("bench");
+    let tenant = TenantId::from("bench");
     fill_spool(&spool, &tenant, "redis").await;
     let pending = spool.pending().await.unwrap();
     let mut deliverer = Deliverer::new();

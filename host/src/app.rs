@@ -8,7 +8,7 @@ use crate::ingest::auth::TenantTokens;
 use crate::ingest::AcceptedEvent;
 use crate::policy::live::{LivePolicy, PolicyStats};
 use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyInstancePool};
-use crate::record::Delivery;
+use crate::record::{Delivery, TenantId};
 use crate::sinks;
 use crate::spool::{AcceptItem, Accepted, NewDelivery, Shaped, Spool, SpoolError};
 use crate::swap::PolicySource;
@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// A tenant as the running daemon sees it.
 pub struct Tenant {
-    pub id: Arc<str>,
+    pub id: TenantId,
     /// The active and previous policy versions and their statistics.
     pub live: LivePolicy,
     /// Where the policy comes from (file, config, limits, fixtures): what a reload uses.
@@ -87,7 +87,7 @@ impl App {
         let tokens = &secrets.tenants;
 
         for tc in &config.tenants {
-            let id: Arc<str> = Arc::from(tc.id.as_str());
+            let id = TenantId::from(tc.id.as_str());
             for (name, rc) in &tc.routes {
                 let sink = sinks::build(&tc.id, name, rc, &egress).with_context(|| format!("tenant `{}`", tc.id))?;
                 deliverer.add_route(id.clone(), name.clone(), sink, &rc.delivery, spool.clone());

@@ -6,13 +6,61 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
 
+/// A tenant's id: cheap to clone (an `Arc<str>`), compared and hashed as its text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TenantId(Arc<str>);
+
+impl TenantId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TenantId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for TenantId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for TenantId {
+    fn from(id: &str) -> Self {
+        TenantId(Arc::from(id))
+    }
+}
+
+impl From<String> for TenantId {
+    fn from(id: String) -> Self {
+        TenantId(Arc::from(id))
+    }
+}
+
+impl PartialEq<str> for TenantId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
 /// One delivery to one route, as sinks receive it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
     /// Its row in the spool.
     #[serde(skip)]
     pub id: i64,
-    pub tenant: Arc<str>,
+    pub tenant: TenantId,
     pub route: String,
     pub idempotency_key: String,
     /// The event kind that produced it (`on_tool_end`, ...).

@@ -4,7 +4,7 @@
 pub mod retry;
 pub mod route_queue;
 
-use crate::record::Delivery;
+use crate::record::{Delivery, TenantId};
 use route_queue::{RouteContext, RouteQueue};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Every route queue of every tenant, and what a drain needs to know.
 pub struct Deliverer {
-    queues: HashMap<(Arc<str>, String), RouteQueue>,
+    queues: HashMap<(TenantId, String), RouteQueue>,
     in_flight: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
@@ -31,7 +31,7 @@ impl Deliverer {
     /// Starts the queue of one route. Must run inside the Tokio runtime.
     pub fn add_route(
         &mut self,
-        tenant: Arc<str>,
+        tenant: TenantId,
         route: String,
         sink: Arc<dyn crate::sinks::Sink>,
         options: &crate::config::DeliveryOptions,

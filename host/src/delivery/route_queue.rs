@@ -13,7 +13,7 @@
 use super::retry::RetrySchedule;
 use crate::clock::now_ms;
 use crate::config::Ordering;
-use crate::record::Delivery;
+use crate::record::{Delivery, TenantId};
 use crate::sinks::SendOutcome;
 use crate::sinks::Sink;
 use crate::spool::Spool;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Shared by every task of one route.
 pub struct RouteContext {
-    pub tenant: Arc<str>,
+    pub tenant: TenantId,
     pub route: String,
     pub sink: Arc<dyn Sink>,
     pub schedule: RetrySchedule,

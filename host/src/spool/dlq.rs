@@ -6,7 +6,7 @@
 
 use super::{insert_shaped, raw_json, AcceptItem, Spool, SpoolError, EVENT_NOT_KEPT};
 use crate::clock::now_ms;
-use crate::record::Delivery;
+use crate::record::{Delivery, TenantId};
 use rusqlite::types::ToSql;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -229,7 +229,7 @@ impl Spool {
                 conn.prepare_cached("DELETE FROM dlq WHERE id = ?1 AND tenant = ?2")?.execute(params![e.id, e.tenant])?;
                 out.deliveries.push(Delivery {
                     id,
-                    tenant: Arc::from(e.tenant.as_str()),
+                    tenant: TenantId::from(e.tenant.as_str()),
                     route,
                     idempotency_key: e.idempotency_key,
                     event: e.event_kind,
@@ -253,7 +253,7 @@ impl Spool {
     pub async fn dlq_replace(
         &self,
         id: i64,
-        tenant: Arc<str>,
+        tenant: TenantId,
         item: AcceptItem,
     ) -> Result<Option<Vec<Delivery>>, SpoolError> {
         self.write(move |conn| {

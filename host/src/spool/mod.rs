@@ -13,7 +13,7 @@ pub use dlq::{DlqEntry, DlqFilter, DlqPage, Requeued};
 
 use crate::clock::now_ms;
 use crate::config::Durability;
-use crate::record::Delivery;
+use crate::record::{Delivery, TenantId};
 use data_dir::DataDirLock;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::value::RawValue;
@@ -275,7 +275,7 @@ impl Spool {
     /// the deliveries, and dead-letters policy faults. Answers after the commit.
     pub async fn accept(
         &self,
-        tenant: Arc<str>,
+        tenant: TenantId,
         items: Vec<AcceptItem>,
         dedupe_window: Duration,
     ) -> Result<Vec<Accepted>, SpoolError> {
@@ -307,7 +307,7 @@ impl Spool {
             let rows = stmt.query_map([], |r| {
                 Ok(Delivery {
                     id: r.get(0)?,
-                    tenant: Arc::from(r.get::<_, String>(1)?),
+                    tenant: TenantId::from(r.get::<_, String>(1)?),
                     route: r.get(2)?,
                     idempotency_key: r.get(3)?,
                     event: r.get(4)?,
@@ -499,7 +499,7 @@ fn claim_key(conn: &Connection, tenant: &str, key: &str, now: u64, cutoff: u64) 
 /// Spools what the policy made of one event (deliveries, or a DLQ entry for a fault).
 pub(crate) fn insert_shaped(
     conn: &Connection,
-    tenant: &Arc<str>,
+    tenant: &TenantId,
     item: &AcceptItem,
     now: u64,
 ) -> rusqlite::Result<Vec<Delivery>> {
@@ -602,7 +602,7 @@ mod tests {
     async fn accepts_dedupes_survives_reopen_and_dead_letters() {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), Durability::Fsync).unwrap();
-        let tenant: Arc<str> = Arc::from("acme");
+        let tenant = TenantId::from("acme");
         let window = Duration::from_secs(60);
         let out = spool
             .accept(
@@ -619,7 +619,7 @@ mod tests {
         let again = spool.accept(tenant.clone(), vec![item("k1", deliver("a"))], window).await.unwrap();
         assert!(again[0].duplicate && again[0].deliveries.is_empty());
         // Another tenant may use the same key.
-        let other = spool.accept(Arc::from("globex"), vec![item("k1", deliver("a"))], window).await.unwrap();
+        let other = spool.accept(TenantId::from("globex"), vec![item("k1", deliver("a"))], window).await.unwrap();
         assert!(!other[0].duplicate);
         drop(spool);
 
@@ -646,7 +646,7 @@ mod tests {
     /// Dead-letters one policy fault per key for `tenant`; returns the new entries' ids.
     async fn faults(spool: &Spool, tenant: &str, keys: &[&str]) -> Vec<i64> {
         let items = keys.iter().map(|k| item(k, fault())).collect();
-        spool.accept(Arc::from(tenant), items, Duration::from_secs(60)).await.unwrap();
+        spool.accept(TenantId::from(tenant), items, Duration::from_secs(60)).await.unwrap();
         let filter = DlqFilter { tenant: Some(tenant.into()), ..DlqFilter::default() };
         let entries = spool.dlq_list(&filter).await.unwrap();
         entries.iter().filter(|e| keys.contains(&e.idempotency_key.as_str())).map(|e| e.id).collect()
@@ -716,7 +716,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), Durability::Os).unwrap();
         let b = faults(&spool, "globex", &["b"]).await[0];
-        spool.accept(Arc::from("globex"), vec![item("bd", deliver("a"))], Duration::from_secs(60)).await.unwrap();
+        spool.accept(TenantId::from("globex"), vec![item("bd", deliver("a"))], Duration::from_secs(60)).await.unwrap();
         let pending = spool.pending().await.unwrap();
         spool.dead_letter(pending[0].id, 1, "exhausted", Some(503), "HTTP 503".into()).await.unwrap();
         let as_acme = |ids: Vec<i64>| DlqFilter { ids: Some(ids), tenant: Some("acme".into()), ..DlqFilter::default() };
@@ -724,14 +724,14 @@ mod tests {
         assert_eq!(spool.dlq_purge(&as_acme(all.clone())).await.unwrap(), 0);
         let requeued = spool.dlq_requeue(&as_acme(all.clone())).await.unwrap();
         assert!(requeued.deliveries.is_empty() && requeued.skipped.is_empty());
-        let replaced = spool.dlq_replace(b, Arc::from("acme"), item("x", Shaped::Dropped)).await.unwrap();
+        let replaced = spool.dlq_replace(b, TenantId::from("acme"), item("x", Shaped::Dropped)).await.unwrap();
         assert!(replaced.is_none(), "acme's replace must not remove globex's entry");
         assert_eq!(spool.depths().await.unwrap(), Depths { pending: 0, dead: 2 });
         // The owner can.
         let own = DlqFilter { ids: Some(all), tenant: Some("globex".into()), ..DlqFilter::default() };
         let requeued = spool.dlq_requeue(&own).await.unwrap();
         assert_eq!((requeued.deliveries.len(), requeued.skipped, requeued.last_id), (1, vec![b], Some(b + 1)));
-        assert!(spool.dlq_replace(b, Arc::from("globex"), item("b", Shaped::Dropped)).await.unwrap().is_some());
+        assert!(spool.dlq_replace(b, TenantId::from("globex"), item("b", Shaped::Dropped)).await.unwrap().is_some());
         assert_eq!(spool.depths().await.unwrap(), Depths { pending: 1, dead: 0 });
     }
 
@@ -766,7 +766,7 @@ mod tests {
         let with =
             |key: &str, shaped| AcceptItem { event: keep_original.then(|| original.clone()), ..item(key, shaped) };
         let items = vec![with("k1", deliver("a")), with("k2", fault())];
-        spool.accept(Arc::from("acme"), items, Duration::from_secs(60)).await.unwrap();
+        spool.accept(TenantId::from("acme"), items, Duration::from_secs(60)).await.unwrap();
         let pending = spool.pending().await.unwrap();
         spool.dead_letter(pending[0].id, 1, "exhausted", None, "down".into()).await.unwrap();
         let entries = spool.dlq_list(&DlqFilter::default()).await.unwrap();
@@ -819,7 +819,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::open(dir.path(), Durability::Os).unwrap();
         let items = (0..25).map(|i| item(&format!("k{i}"), Shaped::Dropped)).collect();
-        spool.accept(Arc::from("acme"), items, Duration::from_secs(60)).await.unwrap();
+        spool.accept(TenantId::from("acme"), items, Duration::from_secs(60)).await.unwrap();
         let plan: Vec<String> = spool
             .read(|c| {
                 let mut stmt = c.prepare(
@@ -833,7 +833,7 @@ mod tests {
         assert!(plan.iter().any(|p| p.contains("dedupe_by_accepted")), "{plan:?}");
         assert_eq!(spool.expire_keys_before(0, 10).await.unwrap(), 0);
         assert_eq!(spool.expire_keys_before(u64::MAX / 2, 10).await.unwrap(), 25);
-        let again = spool.accept(Arc::from("acme"), vec![item("k1", Shaped::Dropped)], Duration::from_secs(60));
+        let again = spool.accept(TenantId::from("acme"), vec![item("k1", Shaped::Dropped)], Duration::from_secs(60));
         assert!(!again.await.unwrap()[0].duplicate, "the key was forgotten");
     }
 
@@ -845,7 +845,7 @@ mod tests {
         // An injected failure: the writer's connection refuses every change (as a
         // read-only or failing disk would), which root's permissions cannot bypass.
         spool.write(|c| c.pragma_update(None, "query_only", true)).await.unwrap();
-        let batch = spool.accept(Arc::from("acme"), vec![item("k1", deliver("a"))], Duration::from_secs(60)).await;
+        let batch = spool.accept(TenantId::from("acme"), vec![item("k1", deliver("a"))], Duration::from_secs(60)).await;
         assert!(batch.unwrap_err().message.contains("readonly"), "the batch fails");
         let failure = spool.write_failure().await.expect("reported while writes fail");
         assert!(failure.contains("readonly"), "{failure}");
@@ -862,7 +862,7 @@ mod tests {
         assert!(spool.health.failure().is_some());
         *spool.last_probe.lock().unwrap() = None;
         assert_eq!(spool.write_failure().await, None, "the probe committed");
-        let batch = spool.accept(Arc::from("acme"), vec![item("k1", deliver("a"))], Duration::from_secs(60)).await;
+        let batch = spool.accept(TenantId::from("acme"), vec![item("k1", deliver("a"))], Duration::from_secs(60)).await;
         assert_eq!(batch.unwrap()[0].deliveries.len(), 1);
     }
 
@@ -874,7 +874,7 @@ mod tests {
         std::fs::create_dir(&data).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
         let spool = Spool::open(&data, Durability::Os).unwrap();
-        spool.accept(Arc::from("acme"), vec![item("k", deliver("a"))], Duration::from_secs(60)).await.unwrap();
+        spool.accept(TenantId::from("acme"), vec![item("k", deliver("a"))], Duration::from_secs(60)).await.unwrap();
         let mode = |name: &str| std::fs::metadata(data.join(name)).unwrap().permissions().mode() & 0o777;
         assert_eq!(std::fs::metadata(&data).unwrap().permissions().mode() & 0o777, 0o700);
         for name in ["spool.db", "spool.db-wal", "spool.db-shm", "LOCK"] {
