@@ -272,7 +272,7 @@ fn check_spec(target: &Target, spec: &Spec) -> Result<(), TestCaseError> {
             target.check("decision.strings_capped", kept <= spec.max_output + STRING_SLACK, || {
                 format!("accepted an outcome holding {kept} bytes of guest strings (max_output {})", spec.max_output)
             })?;
-            let shown = std::panic::catch_unwind(|| hostd::policy_test::decision_json(Ok(outcome.clone())));
+            let shown = std::panic::catch_unwind(|| hostd::policy::fixtures::decision_json(Ok(outcome.clone())));
             target.check("decision.policy_test_json", shown.is_ok(), || {
                 let p = match outcome {
                     Outcome::Deliver(d) => {
@@ -280,7 +280,7 @@ fn check_spec(target: &Target, spec: &Spec) -> Result<(), TestCaseError> {
                     }
                     Outcome::Drop(_) => String::new(),
                 };
-                format!("policy_test::decision_json panicked on payloads {p}")
+                format!("policy::fixtures::decision_json panicked on payloads {p}")
             })?;
         }
         Err(fault) => {

@@ -3,7 +3,7 @@
 //! — thousands of deliveries aliasing one large string in guest memory, giant error
 //! and drop strings, unknown routes, payloads that are not JSON, log spam with line
 //! breaks, traps, runaway loops and memory bombs — and the host loads and evaluates it
-//! in-process (`PolicyInstancePool::load_file` / `evaluate`, as hostd does).
+//! in-process (`PolicyVersion::load_file` / `evaluate`, as hostd does).
 //!
 //! Properties: no panic; a decision within the limits comes back unchanged, anything
 //! else is a fault naming the tenant and version; guest strings are capped; guest log
@@ -12,7 +12,7 @@
 
 use hostd::config::PolicyLimits;
 use hostd::policy::decision::RouteSet;
-use hostd::policy::{Outcome, PolicyEngine, PolicyEvent, PolicyFault, PolicyInstancePool};
+use hostd::policy::{Outcome, PolicyEngine, PolicyEvent, PolicyFault, PolicyVersion};
 use hostd_fuzz::rss::{self, mib};
 use hostd_fuzz::{cases, plugin, Target};
 use proptest::prelude::*;
@@ -265,7 +265,7 @@ fn arbitrary_guest_decisions() {
     let limits = PolicyLimits { deadline: DEADLINE, ..PolicyLimits::default() };
     let engine = PolicyEngine::new().expect("a Wasm engine");
     let routes = RouteSet::Only(ROUTES.iter().map(|r| r.to_string()).collect());
-    let pool = PolicyInstancePool::load_file(
+    let pool = PolicyVersion::load_file(
         &engine,
         "fuzz",
         &plugin("hostile_arbitrary_decision"),

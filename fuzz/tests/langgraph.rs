@@ -20,7 +20,6 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use tower::ServiceExt;
 
 #[global_allocator]
@@ -160,7 +159,7 @@ fn daemon() -> Daemon {
         }],
     };
     let app = runtime.block_on(async { hostd::App::build(&config) }).unwrap_or_else(|e| panic!("App::build: {e:#}"));
-    let router = hostd::server::router(Arc::new(app));
+    let router = hostd::server::router(app);
     Daemon { runtime, router, _dir: dir }
 }
 

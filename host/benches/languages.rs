@@ -15,7 +15,7 @@ use hostd::config::PolicyLimits;
 use hostd::contract::{EventPolicy, EventPolicyPre};
 use hostd::policy::decision::RouteSet;
 use hostd::policy::sandbox::{GuestLog, GuestState};
-use hostd::policy::{Outcome, PolicyEngine, PolicyEvent, PolicyInstancePool};
+use hostd::policy::{Outcome, PolicyEngine, PolicyEvent, PolicyVersion};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -74,7 +74,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// ns per `evaluate` on a reused instance: the median of 7 batches of ~300 ms each.
-fn ns_per_evaluate(pool: &PolicyInstancePool, event: &PolicyEvent) -> (f64, &'static str) {
+fn ns_per_evaluate(pool: &PolicyVersion, event: &PolicyEvent) -> (f64, &'static str) {
     let outcome = match pool.evaluate(event).expect("evaluate") {
         Outcome::Drop(_) => "drop",
         Outcome::Deliver(_) => "deliver",
@@ -187,7 +187,7 @@ fn main() {
             })
             .collect();
         let component = Component::new(engine.engine(), &bytes).unwrap();
-        let pool = PolicyInstancePool::load(&engine, "bench", &bytes, "{}".into(), limits(), RouteSet::Any)
+        let pool = PolicyVersion::load(&engine, "bench", &bytes, "{}".into(), limits(), RouteSet::Any)
             .unwrap_or_else(|e| panic!("{}: {e}", g.label));
         if quick {
             pool.evaluate(&event).unwrap_or_else(|e| panic!("{}: {e}", g.label));

@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hostd::config::PolicyLimits;
 use hostd::policy::decision::RouteSet;
-use hostd::policy::{PolicyEngine, PolicyInstancePool};
+use hostd::policy::{PolicyEngine, PolicyVersion};
 use hostd_policy_sdk::{event_view, Redactor};
 use std::path::PathBuf;
 
@@ -31,7 +31,7 @@ fn bench_redaction(c: &mut Criterion) {
     let event = sample_event();
     let size = event.data.len() + event.metadata.len();
     let engine = PolicyEngine::new().unwrap();
-    let policy = PolicyInstancePool::load_file(
+    let policy = PolicyVersion::load_file(
         &engine,
         "bench",
         &plugin("redact_pii"),
@@ -57,7 +57,7 @@ fn bench_redaction(c: &mut Criterion) {
 
     // The same event through the minimal policy: what the component boundary itself costs
     // (lowering the event, the call, lifting the decision, checking the payload).
-    let pass = PolicyInstancePool::load_file(
+    let pass = PolicyVersion::load_file(
         &engine,
         "bench",
         &plugin("pass_through"),

@@ -124,7 +124,7 @@ async fn main() {
     let tenant = TenantId::from("bench");
     fill_spool(&spool, &tenant, "redis").await;
     let pending = spool.pending().await.unwrap();
-    let mut deliverer = Deliverer::new();
+    let deliverer = Deliverer::new();
     let rc = route("bench:sink", 4);
     let sink = hostd::sinks::build("bench", "redis", &rc, &Default::default()).unwrap();
     deliverer.add_route(tenant.clone(), "redis".into(), sink, &rc.delivery, spool.clone());
@@ -235,7 +235,7 @@ async fn main() {
     let kspool = Arc::new(Spool::open(&tmp.path().join("kafka"), Durability::Os).unwrap());
     fill_spool(&kspool, &tenant, "kafka").await;
     let pending = kspool.pending().await.unwrap();
-    let mut kdeliverer = Deliverer::new();
+    let kdeliverer = Deliverer::new();
     let sink = hostd::sinks::build("bench", "kafka", &kafka_route, &Default::default()).unwrap();
     kdeliverer.add_route(tenant.clone(), "kafka".into(), sink, &kafka_route.delivery, kspool.clone());
     let start = Instant::now();

@@ -1,8 +1,7 @@
 //! `hostd check`: validates a config and loads every policy, one line per problem.
 
-use crate::app::load_policy;
 use crate::config::{Config, RouteKind};
-use crate::policy::PolicyEngine;
+use crate::policy::{load_policy, PolicyEngine};
 use std::path::Path;
 
 /// Returns one line per problem; empty means the config is good.

@@ -22,7 +22,6 @@ pub mod host_guard;
 pub mod ingest;
 pub mod json;
 pub mod policy;
-pub mod policy_test;
 pub mod record;
 pub mod server;
 pub mod signing;
@@ -30,6 +29,7 @@ pub mod sinks;
 pub mod spool;
 pub mod swap;
 pub mod telemetry;
+pub mod tenants;
 pub mod text;
 pub mod units;
 

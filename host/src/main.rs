@@ -244,7 +244,7 @@ impl EndpointArgs {
 fn policy(command: PolicyCommand) -> hostd::Result<()> {
     use hostd::admin::cli;
     if let PolicyCommand::Test { plugin, events, policy_config } = command {
-        return hostd::policy_test::run(&plugin, &events, policy_config.as_deref(), &mut std::io::stdout().lock());
+        return hostd::policy::fixtures::run(&plugin, &events, policy_config.as_deref(), &mut std::io::stdout().lock());
     }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut out = std::io::stdout().lock();

@@ -9,20 +9,19 @@ use crate::host_guard;
 use crate::telemetry::{self, metrics_names as m};
 use anyhow::anyhow;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Every HTTP route the ingest listener serves. With `server.metrics_listen`, `/metrics`
 /// and `/readyz` move to [`ops_router`].
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: App) -> Router {
     let router = Router::new().route("/healthz", get(healthz));
-    let router = match app.server_config().metrics_listen {
+    let router = match app.server.metrics_listen {
         None => router.route("/readyz", get(readyz)).route("/metrics", get(metrics)),
         Some(_) => router.route("/readyz", get(moved)).route("/metrics", get(moved)),
     };
@@ -31,21 +30,19 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// `/metrics`, `/readyz` and `/healthz`, for the `server.metrics_listen` listener.
-pub fn ops_router(app: Arc<App>) -> Router {
+pub fn ops_router(app: App) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "not_found", "this listener serves /metrics, /readyz and /healthz")
-        });
+        .fallback(|| async { ApiError::not_found("not_found", "this listener serves /metrics, /readyz and /healthz") });
     guard_host(router, &app).with_state(app)
 }
 
 /// Without a token, only requests addressed to a loopback name are answered
 /// ([`crate::host_guard`]).
-fn guard_host(router: Router<Arc<App>>, app: &App) -> Router<Arc<App>> {
-    let server = app.server_config();
+fn guard_host(router: Router<App>, app: &App) -> Router<App> {
+    let server = &app.server;
     if !server.allow_unauthenticated {
         return router;
     }
@@ -57,14 +54,12 @@ fn guard_host(router: Router<Arc<App>>, app: &App) -> Router<Arc<App>> {
 /// `/metrics` and `/readyz` on the ingest listener when they are served elsewhere.
 async fn moved(uri: Uri) -> ApiError {
     let message = format!("{} is served on the metrics listener (server.metrics_listen), not here", uri.path());
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    ApiError::not_found("not_found", message)
 }
 
-/// The bearer token of a request, if it sends one.
+/// The bearer token of a request, if it sends a well-formed one.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    crate::tenants::tokens::bearer(headers).ok().flatten()
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -74,22 +69,22 @@ async fn healthz() -> impl IntoResponse {
 /// Ready when hostd is not draining, the spool's writer commits (its last batch did,
 /// or a probe write does now) and its reader counts. The depths are shown only to the
 /// metrics token when `server.metrics_token_env` is set.
-async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> impl IntoResponse {
+async fn readyz(State(app): State<App>, headers: HeaderMap) -> impl IntoResponse {
     let unavailable = |status: &str, error: String| {
         (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": status, "error": error})))
     };
-    if app.is_draining() {
+    if app.pipeline.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "draining"})));
     }
-    if let Some(error) = app.spool().write_failure().await {
+    if let Some(error) = app.spool.write_failure().await {
         return unavailable("spool not writing", error);
     }
-    let sample = match app.spool().last_depths() {
+    let sample = match app.spool.last_depths() {
         Some(s) => s.depths,
-        None => app.spool().sample_depths().await.map_err(|e| e.message),
+        None => app.spool.sample_depths().await.map_err(|e| e.message),
     };
     match sample {
-        Ok(_) if !app.may_read_metrics(bearer(&headers)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(_) if !app.tenants.may_read_metrics(bearer(&headers)) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         Ok(d) => (StatusCode::OK, Json(json!({"status": "ready", "spool_depth": d.pending, "dlq_depth": d.dead}))),
         Err(e) => unavailable("spool unavailable", e),
     }
@@ -97,10 +92,10 @@ async fn readyz(State(app): State<Arc<App>>, headers: HeaderMap) -> impl IntoRes
 
 /// The Prometheus text. The depth gauges come from the spool's periodic count
 /// (`sample_depths`), not from a count per scrape.
-async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if !app.may_read_metrics(bearer(&headers)) {
+async fn metrics(State(app): State<App>, headers: HeaderMap) -> Response {
+    if !app.tenants.may_read_metrics(bearer(&headers)) {
         let message = "GET /metrics needs `Authorization: Bearer <metrics token>` (server.metrics_token_env)";
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        return ApiError::unauthorized(message).into_response();
     }
     match telemetry::prometheus() {
         Some(handle) => (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], handle.render()),
@@ -126,15 +121,15 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
     let drain_timeout = config.server.drain_timeout;
     // Loading runs each policy's `configure`, which may write to stdout: see run_policy_code.
     let started = Instant::now();
-    let app = Arc::new(crate::app::run_policy_code(|| App::build(&config))?.with_config_path(config_path));
-    tracing::info!("loaded {} tenant policies in {:?}", app.tenants().len(), started.elapsed());
+    let app = crate::policy::run_policy_code(|| App::build(&config))?.with_config_path(config_path);
+    tracing::info!("loaded {} tenant policies in {:?}", app.tenants.len(), started.elapsed());
     let listener =
         tokio::net::TcpListener::bind(listen).await.map_err(|e| anyhow!("server.listen: cannot bind {listen}: {e}"))?;
     let local = listener.local_addr()?;
-    for t in app.tenants() {
-        tracing::info!(tenant = &*t.id, policy_version = &**t.policy().version(), "tenant loaded");
+    for t in app.tenants.all() {
+        tracing::info!(tenant = &*t.id, policy_version = &**t.current_policy().version(), "tenant loaded");
     }
-    let resumed = app.resume().await?;
+    let resumed = app.pipeline.resume().await?;
     if resumed > 0 {
         tracing::info!("resumed {resumed} pending deliveries from the spool");
     }
@@ -159,7 +154,7 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
     }
     let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(stop.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
-    tracing::info!(spool = %app.spool().path().display(), "listening on http://{local}");
+    tracing::info!(spool = %app.spool.path().display(), "listening on http://{local}");
 
     shutdown_signal().await;
     let started = Instant::now();
@@ -177,14 +172,14 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
 
 /// Every minute: forgets idempotency keys past the dedupe window and deletes DLQ entries
 /// past their retention, each in small batches so ingest commits go between them.
-async fn expire(app: Arc<App>, dedupe_window: Duration, dlq_retention: Duration) {
+async fn expire(app: App, dedupe_window: Duration, dlq_retention: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        if let Err(e) = app.spool().expire_keys(dedupe_window).await {
+        if let Err(e) = app.spool.expire_keys(dedupe_window).await {
             tracing::error!("dedupe expiry: {e}");
         }
-        match app.spool().expire_dlq(dlq_retention).await {
+        match app.spool.expire_dlq(dlq_retention).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("deleted {n} DLQ entries older than server.dlq_retention ({dlq_retention:?})"),
             Err(e) => tracing::error!("DLQ retention: {e}"),
@@ -198,10 +193,10 @@ const DEPTH_SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// Sets `hostd_spool_depth` and `hostd_dlq_depth` from counts in the store (on the read
 /// connection), so they cannot drift from it. A count that takes long (a large backlog)
 /// is taken less often: at most 5 % of the time goes to counting.
-async fn sample_depths(app: Arc<App>) {
+async fn sample_depths(app: App) {
     loop {
         let started = Instant::now();
-        match app.spool().sample_depths().await {
+        match app.spool.sample_depths().await {
             Ok(d) => {
                 metrics::gauge!(m::SPOOL_DEPTH).set(d.pending as f64);
                 metrics::gauge!(m::DLQ_DEPTH).set(d.dead as f64);

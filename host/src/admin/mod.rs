@@ -1,23 +1,22 @@
 //! The admin API: the DLQ (list, show, replay, purge) and, in [`policy`], tenants'
-//! live policies. The admin token
-//! (`[server] admin_token_env`) sees every tenant; a tenant's own token sees only its
-//! own entries and gets 403 on anyone else's.
+//! live policies. The admin token (`[server] admin_token_env`) sees every tenant; a
+//! tenant's own token sees only its own entries and gets 403 on anyone else's.
 //!
-//! Every handler takes [`Caller`] as its first extractor after the state: axum runs
-//! extractors in order and the body one last, so a request without a valid token gets
-//! its 401 before a byte of its body is read.
+//! Every handler takes [`Caller`] as an extractor before the body: axum runs extractors
+//! in order and the body one last, so a request without a valid token gets its 401
+//! before a byte of its body is read.
 
 pub mod cli;
 pub mod policy;
 
 use crate::api_error::ApiError;
-use crate::app::{evaluate_all, App};
 use crate::clock::now_ms;
 use crate::event::parse_event;
-use crate::spool::{DlqEntry, DlqFilter};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use crate::ingest::Pipeline;
+use crate::policy::PolicyEngine;
+use crate::spool::{DlqEntry, DlqFilter, Spool};
+use crate::tenants::{Caller, TenantRegistry};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -30,23 +29,28 @@ pub const DEFAULT_PAGE: usize = 100;
 /// Most entries one page may hold, and most `ids` one request may name.
 pub const MAX_PAGE: usize = 1000;
 
-/// Who is calling the admin API. As an extractor it authenticates the request from its
-/// headers alone (401 otherwise).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Caller {
-    Admin,
-    Tenant(usize),
+/// What the admin handlers use.
+#[derive(Clone)]
+pub struct AdminState {
+    pub tenants: Arc<TenantRegistry>,
+    pub pipeline: Arc<Pipeline>,
+    pub spool: Arc<Spool>,
+    pub engine: PolicyEngine,
 }
 
-impl FromRequestParts<Arc<App>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        caller(app, &parts.headers)
+impl AdminState {
+    fn spool(&self) -> &Spool {
+        &self.spool
     }
 }
 
-pub fn router() -> Router<Arc<App>> {
+/// The admin routes, for any state that holds an [`AdminState`] and the registry.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+    Arc<TenantRegistry>: FromRef<S>,
+{
     Router::new()
         .route("/admin/v1/dlq", get(list))
         .route("/admin/v1/dlq/replay", post(replay))
@@ -55,55 +59,30 @@ pub fn router() -> Router<Arc<App>> {
         .merge(policy::router())
 }
 
-fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| unauthorized("missing `Authorization: Bearer <admin or tenant token>` header"))?;
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer")).map(|(_, t)| t.trim()))
-        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
-    if app.is_admin_token(token) {
-        return Ok(Caller::Admin);
-    }
-    app.tokens()
-        .find(token)
-        .map(Caller::Tenant)
-        .ok_or_else(|| unauthorized("the bearer token is neither the admin token nor a tenant's"))
-}
-
-impl Caller {
-    /// The tenant filter a caller may use: its own for a tenant (403 when it asks
-    /// for another), anything for the admin.
-    fn scope(self, app: &App, asked: Option<String>) -> Result<Option<String>, ApiError> {
-        match self {
-            Caller::Admin => Ok(asked),
-            Caller::Tenant(i) => {
-                let own = app.tenant(i).id.to_string();
-                match asked {
-                    Some(t) if t != own => Err(forbidden(&t)),
-                    _ => Ok(Some(own)),
-                }
+/// The tenant filter a caller may use: its own for a tenant (403 when it asks for
+/// another), anything for the admin.
+fn scope(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
+    match caller {
+        Caller::Admin => Ok(asked),
+        Caller::Tenant(t) => {
+            let own = t.id.to_string();
+            match asked {
+                Some(t) if t != own => Err(forbidden(&t)),
+                _ => Ok(Some(own)),
             }
         }
     }
+}
 
-    fn may_see(self, app: &App, entry: &DlqEntry) -> Result<(), ApiError> {
-        match self {
-            Caller::Tenant(i) if *app.tenant(i).id != *entry.tenant => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                format!("DLQ entry {} belongs to another tenant", entry.id),
-            )),
-            _ => Ok(()),
-        }
+fn may_see(caller: &Caller, entry: &DlqEntry) -> Result<(), ApiError> {
+    match caller.may_see_tenant(&entry.tenant) {
+        true => Ok(()),
+        false => Err(ApiError::forbidden(format!("DLQ entry {} belongs to another tenant", entry.id))),
     }
 }
 
 fn forbidden(tenant: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this token may not see tenant `{tenant}`'s entries"))
+    ApiError::forbidden(format!("this token may not see tenant `{tenant}`'s entries"))
 }
 
 fn spool_error(e: crate::spool::SpoolError) -> ApiError {
@@ -124,12 +103,11 @@ struct FilterParams {
 }
 
 impl FilterParams {
-    fn into_filter(self, caller: Caller, app: &App) -> Result<DlqFilter, ApiError> {
+    fn into_filter(self, caller: &Caller) -> Result<DlqFilter, ApiError> {
         let since_ms = match &self.since {
             Some(s) => {
                 let d = humantime::parse_duration(s).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
+                    ApiError::bad_request(
                         "invalid_filter",
                         format!("`since`: `{s}` is not a duration like \"1h\": {e}"),
                     )
@@ -139,7 +117,7 @@ impl FilterParams {
             None => None,
         };
         Ok(DlqFilter {
-            tenant: caller.scope(app, self.tenant)?,
+            tenant: scope(caller, self.tenant)?,
             route: self.route,
             since_ms,
             ids: None,
@@ -151,11 +129,11 @@ impl FilterParams {
 }
 
 fn bad_limit(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_filter", message)
+    ApiError::bad_request("invalid_filter", message)
 }
 
 async fn list(
-    State(app): State<Arc<App>>,
+    State(app): State<AdminState>,
     caller: Caller,
     Query(params): Query<FilterParams>,
 ) -> Result<Json<Value>, ApiError> {
@@ -167,22 +145,22 @@ async fn list(
         }
         Some(l) => l,
     };
-    let filter = params.into_filter(caller, &app)?;
+    let filter = params.into_filter(&caller)?;
     let page = app.spool().dlq_page(&filter, limit).await.map_err(spool_error)?;
     Ok(Json(json!({"entries": page.entries, "next": page.next})))
 }
 
-async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> Result<Json<DlqEntry>, ApiError> {
+async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<DlqEntry>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
-    caller.may_see(&app, &entry)?;
+    may_see(&caller, &entry)?;
     Ok(Json(entry))
 }
 
-async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn delete(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
-    caller.may_see(&app, &entry)?;
+    may_see(&caller, &entry)?;
     // The delete itself carries the tenant: it can only remove this tenant's entry.
-    let filter = DlqFilter { ids: Some(vec![id]), tenant: caller.scope(&app, None)?, ..DlqFilter::default() };
+    let filter = DlqFilter { ids: Some(vec![id]), tenant: scope(&caller, None)?, ..DlqFilter::default() };
     let n = app.spool().dlq_purge(&filter).await.map_err(spool_error)?;
     if n == 0 {
         return Err(not_found(id));
@@ -191,7 +169,7 @@ async fn delete(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>
 }
 
 fn not_found(id: i64) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no DLQ entry {id}"))
+    ApiError::not_found("not_found", format!("no DLQ entry {id}"))
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,17 +210,15 @@ enum Resolved {
 }
 
 /// Resolves a selection, checking the caller may touch each named entry.
-async fn resolve(app: &App, caller: Caller, selection: Selection) -> Result<Resolved, ApiError> {
+async fn resolve(app: &AdminState, caller: &Caller, selection: Selection) -> Result<Resolved, ApiError> {
     if selection.ids.is_empty() && !selection.all {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "invalid_selection",
             "name entries with `ids`, or pass `all: true` with optional filters",
         ));
     }
     if selection.ids.len() > MAX_PAGE {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::bad_request(
             "invalid_selection",
             format!(
                 "`ids`: at most {MAX_PAGE} per request, got {}; pass `all: true` with filters",
@@ -250,7 +226,7 @@ async fn resolve(app: &App, caller: Caller, selection: Selection) -> Result<Reso
             ),
         ));
     }
-    let mut filter = selection.filter.into_filter(caller, app)?;
+    let mut filter = selection.filter.into_filter(caller)?;
     if selection.ids.is_empty() {
         return Ok(Resolved::All(filter));
     }
@@ -268,9 +244,9 @@ async fn resolve(app: &App, caller: Caller, selection: Selection) -> Result<Reso
             }
             return Err(not_found(*id));
         };
-        caller.may_see(app, &entry)?;
+        may_see(caller, &entry)?;
         if let Some(t) = &scoped_tenant {
-            if caller == Caller::Admin && entry.tenant != *t {
+            if caller.is_admin() && entry.tenant != *t {
                 return Err(not_found(*id));
             }
         }
@@ -281,10 +257,9 @@ async fn resolve(app: &App, caller: Caller, selection: Selection) -> Result<Reso
 
 /// Refuses a replay through the policy that would need an original event a tenant does
 /// not keep, naming the tenant and the setting. Checked before anything is replayed.
-async fn check_originals_kept(app: &App, resolved: &Resolved) -> Result<(), ApiError> {
+async fn check_originals_kept(app: &AdminState, resolved: &Resolved) -> Result<(), ApiError> {
     let refuse = |tenant: &str| {
-        ApiError::new(
-            StatusCode::CONFLICT,
+        ApiError::conflict(
             "original_not_kept",
             format!(
                 "tenant `{tenant}` has `keep_original = false`: hostd does not store its original events, so its DLQ \
@@ -293,17 +268,17 @@ async fn check_originals_kept(app: &App, resolved: &Resolved) -> Result<(), ApiE
             ),
         )
     };
-    let not_kept = app.tenants().iter().filter(|t| !t.keep_original());
+    let not_kept: Vec<_> = app.tenants.all().into_iter().filter(|t| !t.keep_original()).collect();
     match resolved {
         Resolved::Ids { entries, .. } => {
-            for t in not_kept {
+            for t in &not_kept {
                 if entries.iter().any(|e| e.tenant == *t.id) {
                     return Err(refuse(&t.id));
                 }
             }
         }
         Resolved::All(filter) => {
-            for t in not_kept {
+            for t in &not_kept {
                 if filter.tenant.as_deref().is_some_and(|f| f != &*t.id) {
                     continue;
                 }
@@ -318,18 +293,17 @@ async fn check_originals_kept(app: &App, resolved: &Resolved) -> Result<(), ApiE
 }
 
 async fn replay(
-    State(app): State<Arc<App>>,
+    State(app): State<AdminState>,
     caller: Caller,
     Json(req): Json<ReplayRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let mode = req.mode.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
+        ApiError::bad_request(
             "invalid_replay",
             "say `mode`: \"as-is\" (resend the last payload) or \"through-policy\" (re-run the current policy)",
         )
     })?;
-    let resolved = resolve(&app, caller, req.selection).await?;
+    let resolved = resolve(&app, &caller, req.selection).await?;
     if matches!(mode, ReplayMode::ThroughPolicy) {
         check_originals_kept(&app, &resolved).await?;
     }
@@ -343,7 +317,7 @@ async fn replay(
             let out = app.spool().dlq_requeue(&filter).await.map_err(spool_error)?;
             replayed = out.deliveries.len();
             skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
-            app.dispatch(out.deliveries).await;
+            app.pipeline.dispatch(out.deliveries).await;
         }
         (ReplayMode::AsIs, Resolved::All(filter)) => {
             let mut pages = Pages::start(&app, filter).await?;
@@ -353,7 +327,7 @@ async fn replay(
                 pages.advance(last, out.deliveries.len() + out.skipped.len());
                 replayed += out.deliveries.len();
                 skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
-                app.dispatch(out.deliveries).await;
+                app.pipeline.dispatch(out.deliveries).await;
             }
         }
         (ReplayMode::ThroughPolicy, Resolved::Ids { entries, .. }) => {
@@ -391,7 +365,7 @@ struct Pages {
 }
 
 impl Pages {
-    async fn start(app: &App, filter: DlqFilter) -> Result<Pages, ApiError> {
+    async fn start(app: &AdminState, filter: DlqFilter) -> Result<Pages, ApiError> {
         let through = app.spool().dlq_max_id().await.map_err(spool_error)?;
         Ok(Pages { remaining: filter.limit.unwrap_or(usize::MAX), through, filter })
     }
@@ -414,10 +388,9 @@ impl Pages {
 
 /// Re-runs the tenant's current policy on the entry's original event and replaces the
 /// entry with the result (deliveries, a new DLQ entry, or nothing).
-async fn replay_through_policy(app: &App, entry: &DlqEntry) -> Result<(), String> {
-    let index =
-        app.tenant_index(&entry.tenant).ok_or_else(|| format!("tenant `{}` is no longer configured", entry.tenant))?;
-    let tenant = app.tenant(index);
+async fn replay_through_policy(app: &AdminState, entry: &DlqEntry) -> Result<(), String> {
+    let tenant =
+        app.tenants.get(&entry.tenant).ok_or_else(|| format!("tenant `{}` is no longer configured", entry.tenant))?;
     let original = entry.event.as_ref().ok_or_else(|| {
         format!(
             "the original event was not stored (tenant `{}` had keep_original = false when it was dead-lettered); \
@@ -428,28 +401,23 @@ async fn replay_through_policy(app: &App, entry: &DlqEntry) -> Result<(), String
     let mut event =
         parse_event(original, &entry.tenant).map_err(|e| format!("the stored event is invalid: {}", e.message()))?;
     event.idempotency_key = entry.idempotency_key.clone();
-    let policy = tenant.policy();
-    let outcome = {
-        let _slot = policy.evaluation_slot().await;
-        evaluate_all(&policy, std::slice::from_ref(&event)).pop().expect("one outcome per event")
-    };
-    let item = app.shape(tenant, &policy, event, outcome);
+    let item = app.pipeline.reevaluate(&tenant, event).await;
     let deliveries = app
         .spool()
         .dlq_replace(entry.id, tenant.id.clone(), item)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("DLQ entry {} is gone (purged or replayed meanwhile)", entry.id))?;
-    app.dispatch(deliveries).await;
+    app.pipeline.dispatch(deliveries).await;
     Ok(())
 }
 
 async fn purge(
-    State(app): State<Arc<App>>,
+    State(app): State<AdminState>,
     caller: Caller,
     Json(selection): Json<Selection>,
 ) -> Result<Json<Value>, ApiError> {
-    let filter = match resolve(&app, caller, selection).await? {
+    let filter = match resolve(&app, &caller, selection).await? {
         Resolved::Ids { entries, tenant } => {
             DlqFilter { ids: Some(entries.iter().map(|e| e.id).collect()), tenant, ..DlqFilter::default() }
         }

@@ -14,13 +14,14 @@
 //! the admin token. Both are checked before the body is read: the component is read
 //! only for the admin, and only up to [`MAX_COMPONENT_BYTES`].
 
-use super::Caller;
+use super::AdminState;
 use crate::api_error::ApiError;
-use crate::app::App;
 use crate::policy::live::Swapped;
+use crate::policy::SwapError;
+use crate::tenants::{Caller, Tenant, TenantRegistry};
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRef, Path, State};
+use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -30,72 +31,77 @@ use std::sync::Arc;
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 pub const CONFIG_HEADER: &str = "hostd-policy-config";
 
-pub fn router() -> Router<Arc<App>> {
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AdminState: FromRef<S>,
+    Arc<TenantRegistry>: FromRef<S>,
+{
     Router::new()
         .route("/admin/v1/tenants", get(list))
         .route("/admin/v1/tenants/{id}/policy", get(show).put(replace))
         .route("/admin/v1/tenants/{id}/policy/rollback", post(rollback))
 }
 
-fn tenant_index(app: &App, caller: Caller, id: &str) -> Result<usize, ApiError> {
-    let index = app
-        .tenant_index(id)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_tenant", format!("no tenant `{id}`")))?;
-    match caller {
-        Caller::Admin => Ok(index),
-        Caller::Tenant(own) if own == index => Ok(index),
-        Caller::Tenant(_) => Err(forbidden(&format!("a tenant token can only see its own tenant, not `{id}`"))),
+impl From<SwapError> for ApiError {
+    fn from(e: SwapError) -> Self {
+        match e {
+            SwapError::Refused(_) => ApiError::unprocessable("policy_refused", e.to_string()),
+            SwapError::NoPreviousVersion => ApiError::conflict("no_previous_version", e.to_string()),
+            SwapError::Loader(_) => {
+                ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "policy_loader_failed", e.to_string())
+            }
+        }
     }
 }
 
-fn forbidden(message: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+/// The tenant `id`, if the caller may see it.
+fn visible_tenant(app: &AdminState, caller: &Caller, id: &str) -> Result<Arc<Tenant>, ApiError> {
+    let tenant =
+        app.tenants.get(id).ok_or_else(|| ApiError::not_found("unknown_tenant", format!("no tenant `{id}`")))?;
+    match caller.may_see_tenant(id) {
+        true => Ok(tenant),
+        false => Err(ApiError::forbidden(format!("a tenant token can only see its own tenant, not `{id}`"))),
+    }
 }
 
-fn admin_only(caller: Caller) -> Result<(), ApiError> {
+fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     match caller {
         Caller::Admin => Ok(()),
-        Caller::Tenant(_) => Err(forbidden("changing a policy needs the admin token")),
+        Caller::Tenant(_) => Err(ApiError::forbidden("changing a policy needs the admin token")),
     }
 }
 
-fn status(app: &App, index: usize) -> Value {
-    let tenant = app.tenant(index);
-    let mut v = tenant.live.status();
+fn status(tenant: &Tenant) -> Value {
+    let mut v = tenant.policy.live.status();
     v["tenant"] = json!(&*tenant.id);
-    v["file"] = json!(tenant.source.lock().expect("source lock").path.display().to_string());
+    v["file"] = json!(tenant.policy.source().path.display().to_string());
     v
 }
 
-async fn list(State(app): State<Arc<App>>, caller: Caller) -> Result<Json<Value>, ApiError> {
-    let tenants: Vec<Value> = (0..app.tenants().len())
-        .filter(|&i| caller == Caller::Admin || caller == Caller::Tenant(i))
-        .map(|i| status(&app, i))
-        .collect();
+async fn list(State(app): State<AdminState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    let tenants: Vec<Value> =
+        app.tenants.all().iter().filter(|t| caller.may_see_tenant(&t.id)).map(|t| status(t)).collect();
     Ok(Json(json!({"tenants": tenants})))
 }
 
-async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let index = tenant_index(&app, caller, &id)?;
-    Ok(Json(status(&app, index)))
+async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let tenant = visible_tenant(&app, &caller, &id)?;
+    Ok(Json(status(&tenant)))
 }
 
 async fn replace(
-    State(app): State<Arc<App>>,
+    State(app): State<AdminState>,
     caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let index = tenant_index(&app, caller, &id)?;
-    admin_only(caller)?;
+    let tenant = visible_tenant(&app, &caller, &id)?;
+    admin_only(&caller)?;
     let body = read_component(body, &headers).await?;
     if body.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "empty_body",
-            "the request body must be the policy component (.wasm bytes)",
-        ));
+        return Err(ApiError::bad_request("empty_body", "the request body must be the policy component (.wasm bytes)"));
     }
     let config = match headers.get(CONFIG_HEADER) {
         None => None,
@@ -108,11 +114,8 @@ async fn replace(
             Some(value.to_string())
         }
     };
-    let swapped = app
-        .swap_policy(index, Some(body), config, "api")
-        .await
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "policy_refused", e))?;
-    Ok(Json(swap_json(&app, index, &swapped)))
+    let swapped = tenant.policy.swap(&app.engine, &tenant.id, Some(body), config, "api").await?;
+    Ok(Json(swap_json(&tenant, &swapped)))
 }
 
 /// The component, read only now that the caller is known to be the admin, and at most
@@ -120,8 +123,7 @@ async fn replace(
 async fn read_component(mut body: Body, headers: &HeaderMap) -> Result<Vec<u8>, ApiError> {
     use http_body_util::BodyExt;
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        ApiError::too_large(
             "payload_too_large",
             format!("the component exceeds the limit of {} MiB", MAX_COMPONENT_BYTES >> 20),
         )
@@ -133,9 +135,8 @@ async fn read_component(mut body: Body, headers: &HeaderMap) -> Result<Vec<u8>, 
     }
     let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the component: {e}"))
-        })?;
+        let frame =
+            frame.map_err(|e| ApiError::bad_request("body_read_failed", format!("cannot read the component: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         if buf.len() + data.len() > MAX_COMPONENT_BYTES {
             return Err(too_large());
@@ -146,24 +147,23 @@ async fn read_component(mut body: Body, headers: &HeaderMap) -> Result<Vec<u8>, 
 }
 
 fn bad_config(what: &str) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "bad_policy_config", format!("header `Hostd-Policy-Config` {what}"))
+    ApiError::bad_request("bad_policy_config", format!("header `Hostd-Policy-Config` {what}"))
 }
 
 async fn rollback(
-    State(app): State<Arc<App>>,
+    State(app): State<AdminState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let index = tenant_index(&app, caller, &id)?;
-    admin_only(caller)?;
-    let swapped =
-        app.rollback_policy(index).map_err(|e| ApiError::new(StatusCode::CONFLICT, "no_previous_version", e))?;
-    Ok(Json(swap_json(&app, index, &swapped)))
+    let tenant = visible_tenant(&app, &caller, &id)?;
+    admin_only(&caller)?;
+    let swapped = tenant.policy.rollback(&tenant.id)?;
+    Ok(Json(swap_json(&tenant, &swapped)))
 }
 
-fn swap_json(app: &App, index: usize, s: &Swapped) -> Value {
+fn swap_json(tenant: &Tenant, s: &Swapped) -> Value {
     json!({
-        "tenant": &*app.tenant(index).id,
+        "tenant": &*tenant.id,
         "unchanged": s.unchanged,
         "active": s.active.to_json(),
         "previous": s.previous.as_ref().map(|p| p.to_json()),

@@ -8,13 +8,14 @@ use crate::record::{Delivery, TenantId};
 use route_queue::{RouteContext, RouteQueue};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// Every route queue of every tenant, and what a drain needs to know.
+/// Every route queue of every tenant, and what a drain needs to know. Routes are added
+/// and retired while deliveries flow (tenants come and go at runtime).
 pub struct Deliverer {
-    queues: HashMap<(TenantId, String), RouteQueue>,
+    queues: RwLock<HashMap<(TenantId, String), RouteQueue>>,
     in_flight: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 }
@@ -22,7 +23,7 @@ pub struct Deliverer {
 impl Deliverer {
     pub fn new() -> Self {
         Deliverer {
-            queues: HashMap::new(),
+            queues: RwLock::new(HashMap::new()),
             in_flight: Arc::new(AtomicUsize::new(0)),
             shutdown: CancellationToken::new(),
         }
@@ -30,7 +31,7 @@ impl Deliverer {
 
     /// Starts the queue of one route. Must run inside the Tokio runtime.
     pub fn add_route(
-        &mut self,
+        &self,
         tenant: TenantId,
         route: String,
         sink: Arc<dyn crate::sinks::Sink>,
@@ -46,17 +47,41 @@ impl Deliverer {
             concurrency: options.concurrency,
             spool,
             in_flight: self.in_flight.clone(),
-            shutdown: self.shutdown.clone(),
+            outstanding: Arc::new(AtomicUsize::new(0)),
+            shutdown: self.shutdown.child_token(),
         });
-        self.queues.insert((tenant, route), queue);
+        let old = self.queues.write().expect("queues lock").insert((tenant, route), queue);
+        if let Some(old) = old {
+            old.retire();
+        }
+    }
+
+    /// Takes a tenant's routes out of dispatch; each queue stops once what it holds is
+    /// delivered or dead-lettered (a removed tenant's accepted events still go out).
+    /// Returns the routes retired.
+    pub fn retire_tenant(&self, tenant: &str) -> usize {
+        let mut queues = self.queues.write().expect("queues lock");
+        let keys: Vec<_> = queues.keys().filter(|(t, _)| &**t == tenant).cloned().collect();
+        for key in &keys {
+            if let Some(queue) = queues.remove(key) {
+                queue.retire();
+            }
+        }
+        keys.len()
+    }
+
+    /// Deliveries handed to the queues and not yet delivered or dead-lettered.
+    pub fn outstanding(&self) -> usize {
+        self.queues.read().expect("queues lock").values().map(RouteQueue::outstanding).sum()
     }
 
     /// Hands spooled deliveries to their routes. `Err` carries those whose route no
     /// longer exists (a config change since they were spooled).
     pub fn dispatch(&self, deliveries: Vec<Delivery>) -> Result<(), Vec<Delivery>> {
         let mut orphans = Vec::new();
+        let queues = self.queues.read().expect("queues lock");
         for d in deliveries {
-            match self.queues.get(&(d.tenant.clone(), d.route.clone())) {
+            match queues.get(&(d.tenant.clone(), d.route.clone())) {
                 Some(q) => q.push(d),
                 None => orphans.push(d),
             }

@@ -35,6 +35,8 @@ pub struct RouteContext {
     pub concurrency: usize,
     pub spool: Arc<Spool>,
     pub in_flight: Arc<AtomicUsize>,
+    /// Deliveries pushed to this queue and not yet finished.
+    pub outstanding: Arc<AtomicUsize>,
     pub shutdown: CancellationToken,
 }
 
@@ -42,11 +44,17 @@ pub struct RouteContext {
 #[derive(Clone)]
 pub struct RouteQueue {
     tx: mpsc::UnboundedSender<Delivery>,
+    /// Pushed and not yet delivered or dead-lettered.
+    outstanding: Arc<AtomicUsize>,
+    /// Stops this queue's tasks (a child of the daemon's shutdown).
+    stop: CancellationToken,
 }
 
 impl RouteQueue {
     pub fn start(ctx: RouteContext) -> RouteQueue {
         let ctx = Arc::new(ctx);
+        let stop = ctx.shutdown.clone();
+        let outstanding = ctx.outstanding.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Delivery>();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<String>();
@@ -55,12 +63,28 @@ impl RouteQueue {
             tokio::spawn(worker(ctx.clone(), ready_rx.clone(), ready_tx.clone(), done_tx.clone()));
         }
         tokio::spawn(gate(ctx, rx, ready_tx, done_rx));
-        RouteQueue { tx }
+        RouteQueue { tx, outstanding, stop }
     }
 
     pub fn push(&self, delivery: Delivery) {
+        self.outstanding.fetch_add(1, AtomicOrdering::SeqCst);
         // The gate only ends at shutdown; the delivery is in the spool either way.
         let _ = self.tx.send(delivery);
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(AtomicOrdering::SeqCst)
+    }
+
+    /// Stops the queue once everything pushed to it is delivered or dead-lettered
+    /// (retries included); at shutdown at once, leaving the rest in the spool.
+    pub fn retire(self) {
+        tokio::spawn(async move {
+            while self.outstanding() > 0 && !self.stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.stop.cancel();
+        });
     }
 }
 
@@ -163,6 +187,7 @@ async fn worker(
                 SendOutcome::Delivered => {
                     delivered.push(d.id);
                     latency.record(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
+                    ctx.outstanding.fetch_sub(1, AtomicOrdering::SeqCst);
                     release(d.key);
                     continue;
                 }
@@ -203,6 +228,7 @@ async fn worker(
                             "cannot dead-letter: {e}; it stays pending"
                         );
                     }
+                    ctx.outstanding.fetch_sub(1, AtomicOrdering::SeqCst);
                     release(d.key);
                 }
             }

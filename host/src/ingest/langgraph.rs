@@ -10,8 +10,7 @@
 //! does the presented token wherever else it appears. Nothing else of the Run changes:
 //! it is handled as raw text, so numbers and escapes stay as LangGraph wrote them.
 
-use super::ApiError;
-use crate::app::App;
+use super::{Accepting, ApiError, IngestState};
 use crate::event::parse_event;
 use crate::json::{self, push_json_string, MAX_DEPTH};
 use axum::body::Body;
@@ -22,7 +21,6 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, value::RawValue};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// What a stripped token becomes.
 pub const REDACTED: &str = "REDACTED";
@@ -47,28 +45,25 @@ struct RunFields<'a> {
 
 #[tracing::instrument(skip_all)]
 pub async fn post_run(
-    State(app): State<Arc<App>>,
+    _: Accepting,
+    State(ingest): State<IngestState>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if app.is_draining() {
-        return Err(ApiError::unavailable("hostd is shutting down; retry against the restarted instance"));
-    }
-    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-    let token = query.get("token").ok_or_else(|| unauthorized("missing `token` query parameter"))?;
-    let tenant = app.tokens().find(token).ok_or_else(|| unauthorized("the token matches no tenant"))?;
-    let bytes = super::read_body(body, &headers, app.body_limit()).await?;
-    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_run", m);
+    let token = query.get("token").ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
+    let tenant =
+        ingest.tenants.find_token(token).ok_or_else(|| ApiError::unauthorized("the token matches no tenant"))?;
+    let bytes = super::read_body(body, &headers, ingest.limits.body_limit).await?;
+    let bad = |m: String| ApiError::bad_request("invalid_run", m);
     let text = std::str::from_utf8(&bytes)
         .map_err(|e| bad(format!("the Run payload is not UTF-8 (invalid byte at offset {})", e.valid_up_to())))?;
     let event = run_event(text, token).map_err(bad)?;
     let raw = RawValue::from_string(event)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("run_end event: {e}")))?;
-    let tenant_id = app.tenant(tenant).id.clone();
-    let accepted_event = parse_event(&raw, &tenant_id).map_err(|e| bad(e.message().to_string()))?;
+    let accepted_event = parse_event(&raw, &tenant.id).map_err(|e| bad(e.message().to_string()))?;
     let key = accepted_event.idempotency_key.clone();
-    let accepted = app.accept(tenant, vec![accepted_event]).await.map_err(|e| {
+    let accepted = ingest.pipeline.accept(&tenant, vec![accepted_event]).await.map_err(|e| {
         tracing::error!("{e}");
         ApiError::unavailable(format!("the spool could not store the run, nothing was accepted: {}", e.message))
     })?;

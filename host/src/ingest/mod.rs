@@ -1,16 +1,17 @@
-//! The ingest stage: HTTP routes, tenant auth, body limits and event validation.
-//! Accepted events go to the next stage through [`crate::App::accept`].
+//! The ingest stage: HTTP routes, tenant auth ([`TenantCaller`]), body limits and
+//! event validation; accepted events go through the [`Pipeline`].
 
-pub mod auth;
 pub mod langgraph;
+pub mod pipeline;
 
 pub use crate::event::{self, AcceptedEvent, BodyFormat};
+pub use pipeline::Pipeline;
 
 pub use crate::api_error::ApiError;
-use crate::app::App;
-use auth::AuthError;
+use crate::tenants::{TenantCaller, TenantRegistry};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -18,14 +19,30 @@ use axum::{Json, Router};
 use serde_json::json;
 use std::sync::Arc;
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-    }
+/// What the ingest handlers use.
+#[derive(Clone)]
+pub struct IngestState {
+    pub pipeline: Arc<Pipeline>,
+    pub tenants: Arc<TenantRegistry>,
+    pub limits: IngestLimits,
 }
 
-/// The ingest routes; the state is given by [`crate::server::router`].
-pub fn router() -> Router<Arc<App>> {
+/// Request limits from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestLimits {
+    /// `server.body_limit`.
+    pub body_limit: u64,
+    /// `server.max_events_per_request`.
+    pub max_events_per_request: usize,
+}
+
+/// The ingest routes, for any state that holds an [`IngestState`] and the registry.
+pub fn router<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    IngestState: FromRef<S>,
+    Arc<TenantRegistry>: FromRef<S>,
+{
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/hooks/langgraph", post(langgraph::post_run))
@@ -33,7 +50,25 @@ pub fn router() -> Router<Arc<App>> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint; events go to POST /v1/events")
+    ApiError::not_found("not_found", "no such endpoint; events go to POST /v1/events")
+}
+
+/// As the first extractor: 503 while hostd drains, before auth or the body.
+pub struct Accepting;
+
+impl<S> FromRequestParts<S> for Accepting
+where
+    IngestState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(_: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match IngestState::from_ref(state).pipeline.is_draining() {
+            true => Err(ApiError::unavailable("hostd is shutting down; retry against the restarted instance")),
+            false => Ok(Accepting),
+        }
+    }
 }
 
 /// The body format named by `Content-Type`.
@@ -64,8 +99,7 @@ const DRAIN_FACTOR: u64 = 4;
 pub async fn read_body(mut body: Body, headers: &HeaderMap, limit: u64) -> Result<bytes::Bytes, ApiError> {
     use http_body_util::BodyExt;
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        ApiError::too_large(
             "payload_too_large",
             format!("request body exceeds the limit of {limit} bytes (server.body_limit)"),
         )
@@ -75,9 +109,8 @@ pub async fn read_body(mut body: Body, headers: &HeaderMap, limit: u64) -> Resul
     let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(8192).min(limit) as usize);
     let mut seen: u64 = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "body_read_failed", format!("cannot read the body: {e}"))
-        })?;
+        let frame =
+            frame.map_err(|e| ApiError::bad_request("body_read_failed", format!("cannot read the body: {e}")))?;
         let Ok(data) = frame.into_data() else { continue };
         seen += data.len() as u64;
         if seen > limit.saturating_mul(DRAIN_FACTOR + 1) {
@@ -99,8 +132,7 @@ fn check_event_count(count: usize, limit: usize) -> Result<(), ApiError> {
     if count <= limit {
         return Ok(());
     }
-    Err(ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
+    Err(ApiError::too_large(
         "too_many_events",
         format!(
             "the batch has {count} events; at most {limit} are accepted per request \
@@ -110,21 +142,22 @@ fn check_event_count(count: usize, limit: usize) -> Result<(), ApiError> {
 }
 
 #[tracing::instrument(skip_all)]
-async fn post_events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    if app.is_draining() {
-        return Err(ApiError::unavailable("hostd is shutting down; retry against the restarted instance"));
-    }
-    let tenant = app.tokens().authenticate(headers.get(header::AUTHORIZATION))?;
+async fn post_events(
+    _: Accepting,
+    TenantCaller(tenant): TenantCaller,
+    State(ingest): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     let format = body_format(&headers)?;
-    let bytes = read_body(body, &headers, app.body_limit()).await?;
-    let tenant_id = app.tenant(tenant).id.clone();
-    let events = event::parse_body(&bytes, format, &tenant_id).map_err(|e| match e.wrong_tenant {
+    let bytes = read_body(body, &headers, ingest.limits.body_limit).await?;
+    let events = event::parse_body(&bytes, format, &tenant.id).map_err(|e| match e.wrong_tenant {
         true => ApiError::new(StatusCode::FORBIDDEN, "wrong_tenant", e.message),
-        false => ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.message),
+        false => ApiError::bad_request("invalid_event", e.message),
     })?;
-    check_event_count(events.len(), app.server_config().max_events_per_request)?;
+    check_event_count(events.len(), ingest.limits.max_events_per_request)?;
     let keys: Vec<String> = events.iter().map(|e| e.idempotency_key.clone()).collect();
-    let accepted = app.accept(tenant, events).await.map_err(|e| {
+    let accepted = ingest.pipeline.accept(&tenant, events).await.map_err(|e| {
         tracing::error!("{e}");
         ApiError::unavailable(format!("the spool could not store the batch, nothing was accepted: {}", e.message))
     })?;

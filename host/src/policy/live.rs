@@ -6,7 +6,8 @@
 //! `evaluate` finish on the old version and every batch that starts later uses the new
 //! one. Installs and rollbacks of one tenant are serialized by the history mutex.
 
-use super::pool::PolicyInstancePool;
+use super::source::SwapError;
+use super::version::PolicyVersion;
 use crate::clock::now_ms;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -25,7 +26,7 @@ pub struct VersionInfo {
 }
 
 impl VersionInfo {
-    fn of(pool: &PolicyInstancePool, source: &'static str) -> Self {
+    fn of(pool: &PolicyVersion, source: &'static str) -> Self {
         VersionInfo {
             version: pool.version().clone(),
             sha256: pool.sha256().to_string(),
@@ -43,7 +44,7 @@ impl VersionInfo {
 
 struct History {
     active: VersionInfo,
-    previous: Option<(Arc<PolicyInstancePool>, VersionInfo)>,
+    previous: Option<(Arc<PolicyVersion>, VersionInfo)>,
 }
 
 /// The result of an install or rollback.
@@ -56,13 +57,13 @@ pub struct Swapped {
 }
 
 pub struct LivePolicy {
-    active: RwLock<Arc<PolicyInstancePool>>,
+    active: RwLock<Arc<PolicyVersion>>,
     history: Mutex<History>,
     pub stats: PolicyStats,
 }
 
 impl LivePolicy {
-    pub fn new(pool: PolicyInstancePool, source: &'static str) -> Self {
+    pub fn new(pool: PolicyVersion, source: &'static str) -> Self {
         let info = VersionInfo::of(&pool, source);
         LivePolicy {
             active: RwLock::new(Arc::new(pool)),
@@ -72,17 +73,17 @@ impl LivePolicy {
     }
 
     /// The active version. Hold the `Arc` for a whole evaluation.
-    pub fn current(&self) -> Arc<PolicyInstancePool> {
+    pub fn current(&self) -> Arc<PolicyVersion> {
         self.active.read().expect("policy lock").clone()
     }
 
     /// The previous version, if any (kept for rollback).
-    pub fn previous(&self) -> Option<Arc<PolicyInstancePool>> {
+    pub fn previous(&self) -> Option<Arc<PolicyVersion>> {
         self.history.lock().expect("history lock").previous.as_ref().map(|(p, _)| p.clone())
     }
 
     /// Makes a checked candidate the active version; the old one becomes `previous`.
-    pub fn install(&self, candidate: PolicyInstancePool, source: &'static str) -> Swapped {
+    pub fn install(&self, candidate: PolicyVersion, source: &'static str) -> Swapped {
         let mut history = self.history.lock().expect("history lock");
         let current = self.current();
         if current.sha256() == candidate.sha256() && current.config_json() == candidate.config_json() {
@@ -96,10 +97,9 @@ impl LivePolicy {
     }
 
     /// Makes the previous version active again (and the active one previous).
-    pub fn rollback(&self) -> Result<Swapped, String> {
+    pub fn rollback(&self) -> Result<Swapped, SwapError> {
         let mut history = self.history.lock().expect("history lock");
-        let (pool, mut info) =
-            history.previous.take().ok_or_else(|| "there is no previous version to roll back to".to_string())?;
+        let (pool, mut info) = history.previous.take().ok_or(SwapError::NoPreviousVersion)?;
         info.loaded_at_ms = now_ms();
         info.source = "rollback";
         let old = std::mem::replace(&mut *self.active.write().expect("policy lock"), pool);

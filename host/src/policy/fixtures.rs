@@ -5,7 +5,7 @@
 use crate::config::PolicyLimits;
 use crate::event::parse_event;
 use crate::policy::decision::RouteSet;
-use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyInstancePool};
+use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyVersion};
 use anyhow::{anyhow, Context};
 use serde_json::{json, value::RawValue, Value};
 use std::io::Write;
@@ -23,14 +23,8 @@ pub fn run(plugin: &Path, events: &Path, policy_config: Option<&str>, out: &mut 
         None => "{}".to_string(),
     };
     let engine = PolicyEngine::new()?;
-    let policy = PolicyInstancePool::load_file(
-        &engine,
-        TEST_TENANT,
-        plugin,
-        config_json,
-        PolicyLimits::default(),
-        RouteSet::Any,
-    )?;
+    let policy =
+        PolicyVersion::load_file(&engine, TEST_TENANT, plugin, config_json, PolicyLimits::default(), RouteSet::Any)?;
     tracing::info!(policy_version = &**policy.version(), "loaded {}", plugin.display());
     let text = std::fs::read_to_string(events).with_context(|| format!("cannot read {}", events.display()))?;
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
@@ -145,7 +139,7 @@ fn decimal(token: &str) -> Option<(bool, String, i64)> {
 /// on a candidate version. `expect` must be a subset of the decision: every key it
 /// names must be there with that value (objects compared key by key, arrays item by
 /// item with the same length). The first failure names the file, line and difference.
-pub fn check_fixtures(policy: &PolicyInstancePool, path: &Path) -> Result<usize, String> {
+pub fn check_fixtures(policy: &PolicyVersion, path: &Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("policy_tests {}: {e}", path.display()))?;
     let mut n = 0;
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {

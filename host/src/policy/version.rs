@@ -27,7 +27,7 @@ const CONFIGURE_DEADLINE_MIN: Duration = Duration::from_secs(1);
 /// Most idle instances kept per policy version.
 const MAX_IDLE_INSTANCES: usize = 8;
 
-pub struct PolicyInstancePool {
+pub struct PolicyVersion {
     tenant: Arc<str>,
     version: Arc<str>,
     sha256: String,
@@ -56,13 +56,13 @@ impl PolicyInstance {
     }
 }
 
-impl Drop for PolicyInstancePool {
+impl Drop for PolicyVersion {
     fn drop(&mut self) {
         self.evict_idle();
     }
 }
 
-impl PolicyInstancePool {
+impl PolicyVersion {
     /// Compiles and checks a policy: it must be a component, export the event-policy
     /// world, import nothing hostd does not provide, and `configure` must accept the
     /// tenant's config. The error says which of these failed.
@@ -89,7 +89,7 @@ impl PolicyInstancePool {
             }
         };
         let tenant: Arc<str> = Arc::from(tenant);
-        let pool = PolicyInstancePool {
+        let pool = PolicyVersion {
             log: GuestLog::new(tenant.clone(), version.clone()),
             tenant,
             version,
@@ -363,9 +363,9 @@ mod tests {
         }
     }
 
-    fn load(name: &str, limits: PolicyLimits) -> PolicyInstancePool {
+    fn load(name: &str, limits: PolicyLimits) -> PolicyVersion {
         let engine = PolicyEngine::new().unwrap();
-        PolicyInstancePool::load_file(&engine, "t", &plugin(name), "{}".into(), limits, RouteSet::Any).unwrap()
+        PolicyVersion::load_file(&engine, "t", &plugin(name), "{}".into(), limits, RouteSet::Any).unwrap()
     }
 
     #[test]
