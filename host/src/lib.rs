@@ -21,6 +21,8 @@ pub mod event;
 pub mod host_guard;
 pub mod ingest;
 pub mod json;
+#[cfg(test)]
+mod layering;
 pub mod policy;
 pub mod record;
 pub mod server;

@@ -8,10 +8,10 @@
 
 pub mod cli;
 pub mod policy;
+mod replay;
 
 use crate::api_error::ApiError;
 use crate::clock::now_ms;
-use crate::event::parse_event;
 use crate::ingest::Pipeline;
 use crate::policy::PolicyEngine;
 use crate::spool::{DlqEntry, DlqFilter, Spool};
@@ -53,7 +53,7 @@ where
 {
     Router::new()
         .route("/admin/v1/dlq", get(list))
-        .route("/admin/v1/dlq/replay", post(replay))
+        .route("/admin/v1/dlq/replay", post(replay::replay))
         .route("/admin/v1/dlq/purge", post(purge))
         .route("/admin/v1/dlq/{id}", get(show).delete(delete))
         .merge(policy::router())
@@ -92,7 +92,7 @@ fn spool_error(e: crate::spool::SpoolError) -> ApiError {
 /// Filters as query parameters or a JSON body.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FilterParams {
+pub(super) struct FilterParams {
     tenant: Option<String>,
     route: Option<String>,
     /// A duration back from now, like `1h`.
@@ -172,19 +172,10 @@ fn not_found(id: i64) -> ApiError {
     ApiError::not_found("not_found", format!("no DLQ entry {id}"))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum ReplayMode {
-    /// Re-send the last payload as it was.
-    AsIs,
-    /// Re-run the tenant's current policy on the original event.
-    ThroughPolicy,
-}
-
 /// Which entries: `ids`, or `all` with the filters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Selection {
+pub(super) struct Selection {
     #[serde(default)]
     ids: Vec<i64>,
     #[serde(default)]
@@ -193,15 +184,8 @@ struct Selection {
     filter: FilterParams,
 }
 
-#[derive(Debug, Deserialize)]
-struct ReplayRequest {
-    mode: Option<ReplayMode>,
-    #[serde(flatten)]
-    selection: Selection,
-}
-
 /// What a selection resolved to.
-enum Resolved {
+pub(super) enum Resolved {
     /// Named entries, each checked: the caller may touch it. `tenant` is the caller's
     /// scope, which every write on them carries.
     Ids { entries: Vec<DlqEntry>, tenant: Option<String> },
@@ -210,7 +194,7 @@ enum Resolved {
 }
 
 /// Resolves a selection, checking the caller may touch each named entry.
-async fn resolve(app: &AdminState, caller: &Caller, selection: Selection) -> Result<Resolved, ApiError> {
+pub(super) async fn resolve(app: &AdminState, caller: &Caller, selection: Selection) -> Result<Resolved, ApiError> {
     if selection.ids.is_empty() && !selection.all {
         return Err(ApiError::bad_request(
             "invalid_selection",
@@ -253,163 +237,6 @@ async fn resolve(app: &AdminState, caller: &Caller, selection: Selection) -> Res
         entries.push(entry);
     }
     Ok(Resolved::Ids { entries, tenant: scoped_tenant })
-}
-
-/// Refuses a replay through the policy that would need an original event a tenant does
-/// not keep, naming the tenant and the setting. Checked before anything is replayed.
-async fn check_originals_kept(app: &AdminState, resolved: &Resolved) -> Result<(), ApiError> {
-    let refuse = |tenant: &str| {
-        ApiError::conflict(
-            "original_not_kept",
-            format!(
-                "tenant `{tenant}` has `keep_original = false`: hostd does not store its original events, so its DLQ \
-                 entries cannot be replayed through the policy; replay them as-is, or set keep_original = true for \
-                 entries dead-lettered from then on"
-            ),
-        )
-    };
-    let not_kept: Vec<_> = app.tenants.all().into_iter().filter(|t| !t.keep_original()).collect();
-    match resolved {
-        Resolved::Ids { entries, .. } => {
-            for t in &not_kept {
-                if entries.iter().any(|e| e.tenant == *t.id) {
-                    return Err(refuse(&t.id));
-                }
-            }
-        }
-        Resolved::All(filter) => {
-            for t in &not_kept {
-                if filter.tenant.as_deref().is_some_and(|f| f != &*t.id) {
-                    continue;
-                }
-                let probe = DlqFilter { tenant: Some(t.id.to_string()), limit: Some(1), ..filter.clone() };
-                if !app.spool().dlq_list(&probe).await.map_err(spool_error)?.is_empty() {
-                    return Err(refuse(&t.id));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn replay(
-    State(app): State<AdminState>,
-    caller: Caller,
-    Json(req): Json<ReplayRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let mode = req.mode.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_replay",
-            "say `mode`: \"as-is\" (resend the last payload) or \"through-policy\" (re-run the current policy)",
-        )
-    })?;
-    let resolved = resolve(&app, &caller, req.selection).await?;
-    if matches!(mode, ReplayMode::ThroughPolicy) {
-        check_originals_kept(&app, &resolved).await?;
-    }
-    let mut replayed = 0usize;
-    let mut skipped = Vec::new();
-    let fault_reason = "policy fault: no payload to resend; replay it through-policy";
-    match (mode, resolved) {
-        (ReplayMode::AsIs, Resolved::Ids { entries, tenant }) => {
-            let filter =
-                DlqFilter { ids: Some(entries.iter().map(|e| e.id).collect()), tenant, ..DlqFilter::default() };
-            let out = app.spool().dlq_requeue(&filter).await.map_err(spool_error)?;
-            replayed = out.deliveries.len();
-            skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
-            app.pipeline.dispatch(out.deliveries).await;
-        }
-        (ReplayMode::AsIs, Resolved::All(filter)) => {
-            let mut pages = Pages::start(&app, filter).await?;
-            while let Some(page) = pages.next_page() {
-                let out = app.spool().dlq_requeue(&page).await.map_err(spool_error)?;
-                let Some(last) = out.last_id else { break };
-                pages.advance(last, out.deliveries.len() + out.skipped.len());
-                replayed += out.deliveries.len();
-                skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
-                app.pipeline.dispatch(out.deliveries).await;
-            }
-        }
-        (ReplayMode::ThroughPolicy, Resolved::Ids { entries, .. }) => {
-            for entry in entries {
-                match replay_through_policy(&app, &entry).await {
-                    Ok(()) => replayed += 1,
-                    Err(reason) => skipped.push(json!({"id": entry.id, "reason": reason})),
-                }
-            }
-        }
-        (ReplayMode::ThroughPolicy, Resolved::All(filter)) => {
-            let mut pages = Pages::start(&app, filter).await?;
-            while let Some(page) = pages.next_page() {
-                let entries = app.spool().dlq_list(&page).await.map_err(spool_error)?;
-                let Some(last) = entries.last().map(|e| e.id) else { break };
-                pages.advance(last, entries.len());
-                for entry in entries {
-                    match replay_through_policy(&app, &entry).await {
-                        Ok(()) => replayed += 1,
-                        Err(reason) => skipped.push(json!({"id": entry.id, "reason": reason})),
-                    }
-                }
-            }
-        }
-    }
-    Ok(Json(json!({"replayed": replayed, "skipped": skipped})))
-}
-
-/// A filtered DLQ walked page by page, up to the entries that existed when the walk
-/// began, so a replay never loops on entries it dead-letters itself.
-struct Pages {
-    filter: DlqFilter,
-    through: i64,
-    remaining: usize,
-}
-
-impl Pages {
-    async fn start(app: &AdminState, filter: DlqFilter) -> Result<Pages, ApiError> {
-        let through = app.spool().dlq_max_id().await.map_err(spool_error)?;
-        Ok(Pages { remaining: filter.limit.unwrap_or(usize::MAX), through, filter })
-    }
-
-    /// The filter of the next page, or `None` once `limit` entries were handled.
-    fn next_page(&self) -> Option<DlqFilter> {
-        (self.remaining > 0).then(|| DlqFilter {
-            through: Some(self.through),
-            limit: Some(self.remaining.min(MAX_PAGE)),
-            ..self.filter.clone()
-        })
-    }
-
-    /// After a page that ended at id `last` and handled `handled` entries.
-    fn advance(&mut self, last: i64, handled: usize) {
-        self.remaining = self.remaining.saturating_sub(handled);
-        self.filter.after = Some(last);
-    }
-}
-
-/// Re-runs the tenant's current policy on the entry's original event and replaces the
-/// entry with the result (deliveries, a new DLQ entry, or nothing).
-async fn replay_through_policy(app: &AdminState, entry: &DlqEntry) -> Result<(), String> {
-    let tenant =
-        app.tenants.get(&entry.tenant).ok_or_else(|| format!("tenant `{}` is no longer configured", entry.tenant))?;
-    let original = entry.event.as_ref().ok_or_else(|| {
-        format!(
-            "the original event was not stored (tenant `{}` had keep_original = false when it was dead-lettered); \
-             replay it as-is",
-            entry.tenant
-        )
-    })?;
-    let mut event =
-        parse_event(original, &entry.tenant).map_err(|e| format!("the stored event is invalid: {}", e.message()))?;
-    event.idempotency_key = entry.idempotency_key.clone();
-    let item = app.pipeline.reevaluate(&tenant, event).await;
-    let deliveries = app
-        .spool()
-        .dlq_replace(entry.id, tenant.id.clone(), item)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("DLQ entry {} is gone (purged or replayed meanwhile)", entry.id))?;
-    app.pipeline.dispatch(deliveries).await;
-    Ok(())
 }
 
 async fn purge(
