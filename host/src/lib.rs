@@ -1,9 +1,13 @@
 //! hostd: takes the events LangChain / LangGraph agents emit, runs each through the
 //! tenant's sandboxed Wasm policy, and delivers what the policy keeps.
 //!
-//! Data moves forward only: [`ingest`] → [`policy`] → [`spool`] → [`delivery`] → [`sinks`].
-//! [`app`] wires the stages together; [`swap`] replaces a tenant's policy while it runs;
-//! `main.rs` only parses the command line.
+//! Data moves forward only: [`ingest`] → [`policy`] → [`spool`] → [`delivery`] →
+//! [`sinks`]. The modules are layered, and a module imports only from its own layer or
+//! below (the `layering` unit test keeps it so), top to bottom: the process ([`app`],
+//! [`server`], [`swap`], [`mod@check`]); [`admin`]; [`ingest`]; [`tenants`]; [`delivery`];
+//! [`sinks`]; [`policy`]; [`spool`]; [`config`]; shared records ([`event`], [`record`]);
+//! helpers ([`json`], [`text`], [`units`], [`clock`], [`contract`], [`telemetry`],
+//! [`signing`], [`egress`], [`api_error`]). `main.rs` only parses the command line.
 // One `unsafe` in the crate: loading compiled components from hostd's own cache
 // (policy/engine.rs); everything else is safe Rust.
 #![deny(unsafe_code)]
