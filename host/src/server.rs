@@ -2,13 +2,15 @@
 //! metrics and health on one listener (metrics and readiness on a second one with
 //! `server.metrics_listen`), and drains on SIGTERM / SIGINT.
 
+use crate::admin::AdminState;
 use crate::api_error::ApiError;
 use crate::app::App;
 use crate::config::Config;
 use crate::host_guard;
+use crate::ingest::IngestState;
 use crate::telemetry::{self, metrics_names as m};
 use anyhow::anyhow;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,7 +27,9 @@ pub fn router(app: App) -> Router {
         None => router.route("/readyz", get(readyz)).route("/metrics", get(metrics)),
         Some(_) => router.route("/readyz", get(moved)).route("/metrics", get(moved)),
     };
-    let router = router.merge(crate::admin::router()).merge(crate::ingest::router());
+    let admin = crate::admin::router().with_state(AdminState::from_ref(&app));
+    let ingest = crate::ingest::router().with_state(IngestState::from_ref(&app));
+    let router = router.merge(admin).merge(ingest);
     guard_host(router, &app).with_state(app)
 }
 

@@ -44,13 +44,14 @@ impl AdminState {
     }
 }
 
-/// The admin routes, for any state that holds an [`AdminState`] and the registry.
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AdminState: FromRef<S>,
-    Arc<TenantRegistry>: FromRef<S>,
-{
+impl FromRef<AdminState> for Arc<TenantRegistry> {
+    fn from_ref(state: &AdminState) -> Self {
+        state.tenants.clone()
+    }
+}
+
+/// The admin routes.
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/admin/v1/dlq", get(list))
         .route("/admin/v1/dlq/replay", post(replay::replay))

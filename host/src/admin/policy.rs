@@ -18,9 +18,9 @@ use super::AdminState;
 use crate::api_error::ApiError;
 use crate::policy::live::Swapped;
 use crate::policy::SwapError;
-use crate::tenants::{Caller, Tenant, TenantRegistry};
+use crate::tenants::{Caller, Tenant};
 use axum::body::Body;
-use axum::extract::{FromRef, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -31,12 +31,7 @@ use std::sync::Arc;
 pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 pub const CONFIG_HEADER: &str = "hostd-policy-config";
 
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    AdminState: FromRef<S>,
-    Arc<TenantRegistry>: FromRef<S>,
-{
+pub fn router() -> Router<AdminState> {
     Router::new()
         .route("/admin/v1/tenants", get(list))
         .route("/admin/v1/tenants/{id}/policy", get(show).put(replace))

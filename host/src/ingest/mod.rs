@@ -36,13 +36,14 @@ pub struct IngestLimits {
     pub max_events_per_request: usize,
 }
 
-/// The ingest routes, for any state that holds an [`IngestState`] and the registry.
-pub fn router<S>() -> Router<S>
-where
-    S: Clone + Send + Sync + 'static,
-    IngestState: FromRef<S>,
-    Arc<TenantRegistry>: FromRef<S>,
-{
+impl FromRef<IngestState> for Arc<TenantRegistry> {
+    fn from_ref(state: &IngestState) -> Self {
+        state.tenants.clone()
+    }
+}
+
+/// The ingest routes.
+pub fn router() -> Router<IngestState> {
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/hooks/langgraph", post(langgraph::post_run))
@@ -56,15 +57,11 @@ async fn not_found() -> ApiError {
 /// As the first extractor: 503 while hostd drains, before auth or the body.
 pub struct Accepting;
 
-impl<S> FromRequestParts<S> for Accepting
-where
-    IngestState: FromRef<S>,
-    S: Send + Sync,
-{
+impl FromRequestParts<IngestState> for Accepting {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match IngestState::from_ref(state).pipeline.is_draining() {
+    async fn from_request_parts(_: &mut Parts, state: &IngestState) -> Result<Self, ApiError> {
+        match state.pipeline.is_draining() {
             true => Err(ApiError::unavailable("hostd is shutting down; retry against the restarted instance")),
             false => Ok(Accepting),
         }
