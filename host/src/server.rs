@@ -145,7 +145,7 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
         false => None,
     };
     tokio::spawn(crate::swap::reload_on_sighup(app.clone()));
-    tokio::spawn(crate::swap::evict_idle_instances(app.clone()));
+    tokio::spawn(evict_idle_instances(app.clone()));
 
     let stop = CancellationToken::new();
     if let Some(addr) = config.server.metrics_listen {
@@ -209,6 +209,24 @@ async fn sample_depths(app: App) {
         }
         tokio::time::sleep(DEPTH_SAMPLE_EVERY.max(started.elapsed() * 20)).await;
     }
+}
+
+/// Every second: frees idle policy instances ([`crate::policy::evict::sweep`]) under
+/// `server.policy_idle_ttl` and `server.policy_memory_budget`.
+async fn evict_idle_instances(app: App) {
+    let ttl = app.server.policy_idle_ttl.as_millis() as u64;
+    let budget = app.server.policy_memory_budget;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        sweep(&app, ttl, budget);
+    }
+}
+
+/// One sweep over every tenant; returns the instances freed.
+pub fn sweep(app: &App, ttl_ms: u64, budget: u64) -> usize {
+    let tenants = app.tenants.all();
+    crate::policy::evict::sweep(tenants.iter().map(|t| &t.policy.live), ttl_ms, budget)
 }
 
 async fn shutdown_signal() {

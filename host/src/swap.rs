@@ -1,13 +1,12 @@
 //! What triggers a live policy swap from outside the API: the policy file changes
 //! (watched with `notify`) and SIGHUP (re-reads the config file). The swap itself —
 //! compile, check, install atomically, the old version serving on refusal — is the
-//! policy stage's ([`crate::policy::TenantPolicy::swap`]). Also here: the task that
-//! runs the idle-instance sweeper ([`crate::policy::evict`]) every second.
+//! policy stage's ([`crate::policy::TenantPolicy::swap`]).
 
 use crate::app::App;
 use crate::config::Config;
 use crate::policy::source::sha256_hex;
-use crate::policy::{evict, PolicySource};
+use crate::policy::PolicySource;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -139,22 +138,4 @@ pub async fn reload_on_sighup(app: App) {
             tracing::info!("SIGHUP: {line}");
         }
     }
-}
-
-/// Every second: frees idle policy instances ([`evict::sweep`]) under
-/// `server.policy_idle_ttl` and `server.policy_memory_budget`.
-pub async fn evict_idle_instances(app: App) {
-    let ttl = app.server.policy_idle_ttl.as_millis() as u64;
-    let budget = app.server.policy_memory_budget;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        sweep(&app, ttl, budget);
-    }
-}
-
-/// One sweep over every tenant; returns the instances freed.
-pub fn sweep(app: &App, ttl_ms: u64, budget: u64) -> usize {
-    let tenants = app.tenants.all();
-    evict::sweep(tenants.iter().map(|t| &t.policy.live), ttl_ms, budget)
 }
