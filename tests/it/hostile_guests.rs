@@ -11,6 +11,9 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// These tests run one at a time: the deadline test measures how promptly a guest is
 /// stopped, which other hostds compiling components on the same two cores would blur.
+/// The lock is this module's: the other modules' tests in the `it` binary do run beside
+/// these, which is why the deadline and the starved-host tests measure CPU time (the
+/// host's own measures), and the memory test the peak of its own hostd process.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
