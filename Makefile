@@ -54,8 +54,11 @@ test-rust:
 	$(TEST_ENV) $(CARGO) test --workspace
 	cd plugins && $(CARGO) test -p hostd-policy-sdk
 
+# With HOSTD_TEST_REQUIRE_SERVICES=1 a service test whose variable is missing fails instead
+# of skipping (tests/support/services.rs). The e2e tests are one binary, tests/it/: one
+# module with `cargo test -p hostd-e2e --test it -- <module>::`.
 TEST_ENV = HOSTD_TEST_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0 HOSTD_TEST_KAFKA=127.0.0.1:$(KAFKA_PORT) \
-	HOSTD_TEST_MOTO=http://127.0.0.1:$(MOTO_PORT) HOSTD_TEST_TANSU=$(TANSU)
+	HOSTD_TEST_MOTO=http://127.0.0.1:$(MOTO_PORT) HOSTD_TEST_TANSU=$(TANSU) HOSTD_TEST_REQUIRE_SERVICES=1
 
 test-python:
 	$(TEST_ENV) $(PY) -m pytest -q tests/python clients/python/tests

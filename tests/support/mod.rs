@@ -1,15 +1,22 @@
 //! Shared helpers for the end-to-end tests: start the real `hostd` binary on a free
-//! loopback port, find the built plugins, post events, read what was delivered.
+//! loopback port, find the built plugins, post events, read what was delivered. Also:
+//! the config builder ([`config`]), waiting ([`wait`]) and the services gate ([`services`]).
 
+pub mod config;
 pub mod receiver;
+pub mod services;
+pub mod wait;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub use config::{tenant_token, Config, Route, Tenant};
 pub use serde_json::{json, Value};
+pub use wait::{eventually, poll, poll_every, wait_for_exit, wait_for_lines, wait_for_stream_len, wait_until};
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
@@ -58,6 +65,11 @@ impl Hostd {
         std::fs::write(&path, text).expect("write config");
         let path = path.to_str().expect("utf-8").to_string();
         Self::start_in(dir, &["--config", &path], envs)
+    }
+
+    /// Starts hostd on `config`, with the environment it names.
+    pub fn from_config(config: &Config) -> Hostd {
+        Self::with_config(&config.to_toml(), &config.envs())
     }
 
     /// [`Hostd::with_config`], after `prepare` has put files in the temp dir.
@@ -141,14 +153,22 @@ impl Hostd {
 
     /// Polls the DLQ until it has at least `n` entries.
     pub fn wait_dlq(&self, token: &str, n: usize, timeout: Duration) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            let entries = self.dlq(token);
-            if entries.len() >= n || start.elapsed() > timeout {
-                return entries;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll(timeout, || self.dlq(token), |entries| entries.len() >= n)
+    }
+
+    /// The DLQ entries of `tenant` that `token` may see.
+    pub fn dlq_of(&self, token: &str, tenant: &str) -> Vec<Value> {
+        self.dlq(token).into_iter().filter(|e| e["tenant"] == tenant).collect()
+    }
+
+    /// Polls the DLQ until `tenant` has at least `n` entries (asked every 50 ms).
+    pub fn wait_dlq_of(&self, token: &str, tenant: &str, n: usize, timeout: Duration) -> Vec<Value> {
+        poll_every(Duration::from_millis(50), timeout, || self.dlq_of(token, tenant), |got| got.len() >= n)
+    }
+
+    /// Whether hostd's log shows `needle` within `timeout`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> bool {
+        eventually(timeout, || self.stderr().contains(needle))
     }
 
     /// Sends SIGTERM and waits for the exit; returns how long it took.
@@ -242,18 +262,6 @@ pub fn read_jsonl(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Polls `read_jsonl(path)` until it has at least `n` lines or `timeout` passes.
-pub fn wait_for_lines(path: &Path, n: usize, timeout: Duration) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let lines = read_jsonl(path);
-        if lines.len() >= n || start.elapsed() > timeout {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// An `on_tool_end` event for run `run` of root `root` at `step`.
 pub fn tool_end(root: &str, run: &str, step: u64, data: Value) -> Value {
     json!({"event": "on_tool_end", "name": "lookup", "run_id": run, "root_run_id": root, "parent_run_id": root, "step": step, "data": data})
@@ -276,4 +284,49 @@ pub fn message_id(tenant: &str, route: &str, idempotency_key: &str) -> String {
         hash.update(part.as_bytes());
     }
     format!("msg_{}", hex::encode(hash.finalize()))
+}
+
+/// Runs `hostd dlq ARGS --url <hostd> --token TOKEN`; returns (success, stdout, stderr).
+pub fn dlq_cli(h: &Hostd, token: &str, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(hostd_bin())
+        .arg("dlq")
+        .args(args)
+        .args(["--url", &h.url, "--token", token])
+        .env_remove("HOSTD_ADMIN_TOKEN")
+        .output()
+        .expect("run hostd dlq");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// POSTs `events` as NDJSON to the hostd at `url` until it answers 202 (it may be down
+/// or restarting; up to 30 s); returns the answer.
+pub fn post_until_accepted(url: &str, token: &str, events: &[Value]) -> Value {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().expect("HTTP client");
+    let accepted = poll_every(
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+        || {
+            let resp = client
+                .post(format!("{url}/v1/events"))
+                .bearer_auth(token)
+                .header("content-type", "application/x-ndjson")
+                .body(ndjson(events))
+                .send()
+                .ok()?;
+            if resp.status().as_u16() == 202 {
+                resp.json::<Value>().ok()
+            } else {
+                None
+            }
+        },
+        Option::is_some,
+    );
+    accepted.unwrap_or_else(|| panic!("hostd at {url} never accepted the batch"))
+}
+
+/// A name no other test (nor an earlier run) uses: for topics, streams, consumer groups.
+pub fn unique(name: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{name}-{}-{nanos}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }

@@ -109,14 +109,7 @@ impl Receiver {
 
     /// Waits until `path` has at least `n` 2xx-answered requests.
     pub fn wait_delivered(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
-        let start = Instant::now();
-        loop {
-            let got = self.delivered(path);
-            if got.len() >= n || start.elapsed() > timeout {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::poll(timeout, || self.delivered(path), |got| got.len() >= n)
     }
 }
 

@@ -17,26 +17,17 @@ const ADMIN: &str = "admin-token";
 const SECRET: &str = "whsec_c2luay1oYXJkZW5pbmctc2VjcmV0LTAxMjM=";
 const WAIT: Duration = Duration::from_secs(15);
 
-/// hostd with one tenant per `(id, routes TOML)`, each on pass_through, token `{id}-token`.
-fn start(tenants: &[(&str, String)]) -> Hostd {
-    let mut config =
-        "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\nallow_private_targets = true\n"
-            .to_string();
-    let mut envs = vec![("ADMIN_TOKEN".to_string(), ADMIN.to_string()), ("WH".to_string(), SECRET.to_string())];
-    for (id, routes) in tenants {
-        config.push_str(&format!(
-            "[[tenants]]\nid = \"{id}\"\ntoken_env = \"TOKEN_{}\"\npolicy = \"{}\"\n{routes}\n",
-            id.to_uppercase(),
-            plugin("pass_through").display()
-        ));
-        envs.push((format!("TOKEN_{}", id.to_uppercase()), format!("{id}-token")));
-    }
-    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Hostd::with_config(&config, &envs)
+/// hostd with one tenant per `(id, route)`, each on pass_through, token `{id}-token`.
+fn start(tenants: &[(&str, Route)]) -> Hostd {
+    let config = Config::new().admin_token("ADMIN_TOKEN", ADMIN).allow_private_targets().env("WH", SECRET);
+    let config = tenants.iter().fold(config, |c, (id, route)| {
+        c.tenant(Tenant::new(id, plugin("pass_through")).route("default", route.clone()))
+    });
+    Hostd::from_config(&config)
 }
 
-fn webhook_route(url: &str, extra: &str) -> String {
-    format!("[tenants.routes.default]\ntype = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"WH\"\n{extra}")
+fn webhook_route(url: &str) -> Route {
+    Route::webhook(url, "WH")
 }
 
 fn hmac_of(body_parts: &[&[u8]]) -> Vec<u8> {
@@ -51,7 +42,7 @@ fn hmac_of(body_parts: &[&[u8]]) -> Vec<u8> {
 #[test]
 fn json_a_value_cannot_hold_arrives_byte_exact_and_signed() {
     let rx = Receiver::start(|_, _| Reply::ok());
-    let h = start(&[("acme", webhook_route(&format!("{}/hook", rx.url), ""))]);
+    let h = start(&[("acme", webhook_route(&format!("{}/hook", rx.url)))]);
     // What Python and JS emit and `serde_json::Value` refuses or rounds.
     let body = r#"{"event":"on_tool_end","name":"lookup","run_id":"r1","root_run_id":"root","step":1,"ts":1767225600000,
         "data":{"s":"\ud800 lone","inf":1e400,"big":123456789012345678901234567890,"f":1.0,"e":"\u00e9","z":{"b":2,"a":1}}}"#;
@@ -80,7 +71,7 @@ fn nesting_is_bounded_at_ingest_and_the_deepest_event_accepted_is_delivered_whol
     // 128 levels (with the event object) are accepted and arrive; 129 are refused with a
     // 400 naming the limit, instead of being accepted and later becoming `null`.
     let rx = Receiver::start(|_, _| Reply::ok());
-    let h = start(&[("acme", webhook_route(&format!("{}/hook", rx.url), ""))]);
+    let h = start(&[("acme", webhook_route(&format!("{}/hook", rx.url)))]);
     let nested = |levels: usize| {
         format!(r#"{{"event":"a","run_id":"r","step":{levels},"data":{}1{}}}"#, "[".repeat(levels), "]".repeat(levels))
     };
@@ -99,7 +90,7 @@ fn nesting_is_bounded_at_ingest_and_the_deepest_event_accepted_is_delivered_whol
 fn tenants_sharing_a_receiver_get_distinct_ids_for_the_same_key() {
     let rx = Receiver::start(|_, _| Reply::ok());
     let url = format!("{}/shared", rx.url);
-    let h = start(&[("acme", webhook_route(&url, "")), ("globex", webhook_route(&url, ""))]);
+    let h = start(&[("acme", webhook_route(&url)), ("globex", webhook_route(&url))]);
     let event = json!({"event": "on_tool_end", "run_id": "r", "idempotency_key": "order-1", "data": {"n": 1}});
     // globex first: it must not pre-claim acme's id.
     for tenant in ["globex", "acme"] {
@@ -176,7 +167,7 @@ fn serve_endless(mut stream: TcpStream, arrivals: &Mutex<Vec<Instant>>, sent: &M
 #[test]
 fn an_endless_error_body_is_cut_at_2_kb_at_once() {
     let rx = EndlessErrors::start();
-    let h = start(&[("acme", webhook_route(&format!("{}/hook", rx.url), "timeout = \"30s\"\nretry = [\"100ms\"]"))]);
+    let h = start(&[("acme", webhook_route(&format!("{}/hook", rx.url)).timeout("30s").retry(&["100ms"]))]);
     let started = Instant::now();
     let (status, _) = h.post_json(Some("acme-token"), &tool_end("root", "r", 1, json!({})));
     assert_eq!(status, 202);
@@ -232,7 +223,7 @@ fn head_only(h: &Hostd, method: &str, path: &str, token: Option<&str>) -> (Optio
 
 #[test]
 fn admin_requests_are_authenticated_before_their_body_is_read() {
-    let h = start(&[("acme", "[tenants.routes.default]\ntype = \"stdout\"\n".to_string())]);
+    let h = start(&[("acme", Route::stdout())]);
     let routes = [
         ("PUT", "/admin/v1/tenants/acme/policy"),
         ("POST", "/admin/v1/tenants/acme/policy/rollback"),

@@ -5,61 +5,36 @@ use hostd_e2e::receiver::{Receiver, Reply};
 use hostd_e2e::*;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "acme-token";
 
-fn config(url: &str, extra_server: &str, route_extra: &str) -> String {
-    format!(
-        r#"
-[server]
-data_dir = "{{dir}}/data"
-allow_private_targets = true
-{extra_server}
-
-[[tenants]]
-id = "acme"
-token_env = "ACME_TOKEN"
-policy = "{}"
-[tenants.routes.default]
-type = "webhook"
-url = "{url}"
-secret_env = "WH_SECRET"
-{route_extra}
-"#,
-        plugin("pass_through").display()
-    )
+/// Tenant `acme` (pass-through) delivering to `route`.
+fn config(route: Route) -> Config {
+    let acme = Tenant::new("acme", plugin("pass_through")).token("ACME_TOKEN", TOKEN).route("default", route);
+    Config::new().allow_private_targets().env("WH_SECRET", "whsec_c2VjcmV0LWtleS0wMTIzNDU2Nzg5").tenant(acme)
 }
 
-fn envs() -> Vec<(&'static str, &'static str)> {
-    vec![("ACME_TOKEN", TOKEN), ("WH_SECRET", "whsec_c2VjcmV0LWtleS0wMTIzNDU2Nzg5")]
+/// A webhook route to `url`, signed.
+fn webhook(url: &str) -> Route {
+    Route::webhook(url, "WH_SECRET")
 }
 
 /// Posts `batch` until hostd answers 202 (it may be down or restarting); returns the
 /// `webhook-id` each delivery will carry (the keys scoped by tenant and route).
-fn post_until_accepted(url: &str, batch: &[Value]) -> Vec<String> {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    for _ in 0..600 {
-        let resp = client
-            .post(format!("{url}/v1/events"))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/x-ndjson")
-            .body(ndjson(batch))
-            .send();
-        if let Ok(r) = resp {
-            if r.status().as_u16() == 202 {
-                let v: Value = r.json().unwrap();
-                return v["idempotency_keys"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|k| message_id("acme", "default", k.as_str().unwrap()))
-                    .collect();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("hostd never accepted the batch");
+fn post_acked(url: &str, batch: &[Value]) -> Vec<String> {
+    let answer = post_until_accepted(url, TOKEN, batch);
+    answer["idempotency_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| message_id("acme", "default", k.as_str().unwrap()))
+        .collect()
+}
+
+/// The `webhook-id`s the receiver accepted on `path`.
+fn delivered_ids(rx: &Receiver, path: &str) -> HashSet<String> {
+    rx.delivered(path).iter().map(|r| r.header("webhook-id").to_string()).collect()
 }
 
 #[test]
@@ -69,8 +44,8 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
         Receiver::start(
             |_, nth| if nth % 5 == 0 { Reply::status(503) } else { Reply::ok().after(Duration::from_millis(5)) },
         );
-    let retry = r#"retry = ["50ms", "100ms", "200ms", "400ms", "800ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s"]"#;
-    let mut h = Hostd::with_config(&config(&format!("{}/crash", rx.url), "", retry), &envs());
+    let retry = ["50ms", "100ms", "200ms", "400ms", "800ms", "1s", "1s", "1s", "1s", "1s", "1s", "1s"];
+    let mut h = Hostd::from_config(&config(webhook(&format!("{}/crash", rx.url)).retry(&retry)));
     let acked = Arc::new(Mutex::new(HashSet::new()));
     let (clients, per_client, batch) = (4usize, 1250usize, 25usize);
     let threads: Vec<_> = (0..clients)
@@ -89,17 +64,14 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
                             )
                         })
                         .collect();
-                    let keys = post_until_accepted(&url, &events);
+                    let keys = post_acked(&url, &events);
                     acked.lock().unwrap().extend(keys);
                 }
             })
         })
         .collect();
-    let start = Instant::now();
-    while acked.lock().unwrap().len() < 2000 && start.elapsed() < Duration::from_secs(60) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let at_kill = acked.lock().unwrap().len();
+    let count = || acked.lock().unwrap().len();
+    let at_kill = poll_every(Duration::from_millis(5), Duration::from_secs(60), count, |n| *n >= 2000);
     h.kill9();
     std::thread::sleep(Duration::from_millis(300));
     h.restart();
@@ -111,14 +83,9 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
     eprintln!("killed with {at_kill} of {} events acknowledged", acked.len());
 
     // Every acknowledged event arrives at least once.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let delivered = loop {
-        let got: HashSet<String> = rx.delivered("crash").iter().map(|r| r.header("webhook-id").to_string()).collect();
-        if acked.is_subset(&got) || Instant::now() > deadline {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let every = Duration::from_millis(100);
+    let delivered =
+        poll_every(every, Duration::from_secs(90), || delivered_ids(&rx, "crash"), |got| acked.is_subset(got));
     let missing: Vec<_> = acked.difference(&delivered).take(5).collect();
     assert!(missing.is_empty(), "acknowledged but never delivered: {missing:?} ...");
 
@@ -139,13 +106,12 @@ fn kill_9_mid_stream_loses_nothing_acknowledged() {
 #[test]
 fn sigterm_drains_within_the_timeout_and_the_rest_survives_the_restart() {
     let rx = Receiver::start(|_, _| Reply::ok().after(Duration::from_millis(300)));
-    let mut h =
-        Hostd::with_config(&config(&format!("{}/drain", rx.url), "drain_timeout = \"2s\"", "concurrency = 4"), &envs());
+    let mut h = Hostd::from_config(&config(webhook(&format!("{}/drain", rx.url)).concurrency(4)).drain_timeout("2s"));
     let mut acked = HashSet::new();
     for b in 0..10 {
         let events: Vec<Value> =
             (0..20).map(|i| tool_end("root", &format!("r{b}-{i}"), b * 20 + i, json!({}))).collect();
-        acked.extend(post_until_accepted(&h.url, &events));
+        acked.extend(post_acked(&h.url, &events));
     }
     let took = h.terminate();
     assert!(took < Duration::from_secs(3), "exited {took:?} after SIGTERM; the limit is drain_timeout + 1 s");
@@ -154,14 +120,8 @@ fn sigterm_drains_within_the_timeout_and_the_rest_survives_the_restart() {
     assert!(h.stderr().contains("shutting down"), "{}", h.stderr());
 
     h.restart();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ids: HashSet<String> = loop {
-        let ids: HashSet<String> = rx.delivered("drain").iter().map(|r| r.header("webhook-id").to_string()).collect();
-        if acked.is_subset(&ids) || Instant::now() > deadline {
-            break ids;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let every = Duration::from_millis(50);
+    let ids = poll_every(every, Duration::from_secs(60), || delivered_ids(&rx, "drain"), |ids| acked.is_subset(ids));
     assert!(acked.is_subset(&ids), "{} of {} acknowledged events delivered after the restart", ids.len(), acked.len());
     eprintln!("drained in {took:?}; {before_restart} delivered before the restart, the rest after");
 }
@@ -169,8 +129,8 @@ fn sigterm_drains_within_the_timeout_and_the_rest_survives_the_restart() {
 #[test]
 fn a_draining_hostd_accepts_nothing_new() {
     let rx = Receiver::start(|_, _| Reply::ok().after(Duration::from_secs(5)));
-    let mut h = Hostd::with_config(&config(&format!("{}/slow", rx.url), "drain_timeout = \"3s\"", ""), &envs());
-    post_until_accepted(&h.url, &[tool_end("r", "r", 0, json!({}))]);
+    let mut h = Hostd::from_config(&config(webhook(&format!("{}/slow", rx.url))).drain_timeout("3s"));
+    post_acked(&h.url, &[tool_end("r", "r", 0, json!({}))]);
     let pid = h.pid();
     let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     std::thread::sleep(Duration::from_millis(300));

@@ -1,7 +1,9 @@
 //! The Kafka sink against a real Kafka-protocol broker: tansu, from `make services`
 //! (127.0.0.1:19092, in memory), and a private tansu on S3 storage (moto) for the
-//! restart test.
+//! restart test. Without `HOSTD_TEST_KAFKA` / `HOSTD_TEST_TANSU` / `HOSTD_TEST_MOTO` the
+//! tests skip (see `hostd_e2e::services`).
 
+use hostd_e2e::services::{self, Service};
 use hostd_e2e::*;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -13,48 +15,18 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "acme-token";
 const ADMIN: &str = "admin-token";
 
-fn brokers() -> String {
-    std::env::var("HOSTD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".into())
-}
-
-fn tansu() -> String {
-    std::env::var("HOSTD_TEST_TANSU").expect("HOSTD_TEST_TANSU: run through `make test` (it starts the broker)")
-}
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
-    )
-}
-
-fn create_topic(brokers: &str, topic: &str) {
-    let out = Command::new(tansu())
+fn create_topic(tansu: &str, brokers: &str, topic: &str) {
+    let out = Command::new(tansu)
         .args(["topic", "create", topic, "--partitions", "3", "--broker", &format!("tcp://{brokers}")])
         .output()
         .unwrap();
     assert!(out.status.success(), "tansu topic create: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn config(brokers: &str, topic: &str, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-data_dir = "{{dir}}/data"
-admin_token_env = "ADMIN_TOKEN"
-[[tenants]]
-id = "acme"
-token_env = "ACME_TOKEN"
-policy = "{}"
-[tenants.routes.default]
-type = "kafka"
-brokers = "{brokers}"
-topic = "{topic}"
-{extra}
-"#,
-        plugin("pass_through").display()
-    )
+/// Tenant `acme` (pass-through) delivering to Kafka `route`.
+fn config(route: Route) -> Config {
+    let acme = Tenant::new("acme", plugin("pass_through")).token("ACME_TOKEN", TOKEN).route("default", route);
+    Config::new().admin_token("ADMIN_TOKEN", ADMIN).tenant(acme)
 }
 
 /// A consumed record: key, payload, headers.
@@ -113,38 +85,18 @@ fn post_runs(h: &Hostd, runs: usize, steps: std::ops::Range<usize>, batch: usize
     }
     let mut keys = Vec::new();
     for chunk in all.chunks(batch) {
-        let client = reqwest::blocking::Client::new();
-        for _ in 0..100 {
-            if let Ok(r) = client
-                .post(format!("{}/v1/events", h.url))
-                .bearer_auth(TOKEN)
-                .header("content-type", "application/x-ndjson")
-                .body(ndjson(chunk))
-                .send()
-            {
-                if r.status().as_u16() == 202 {
-                    let v: Value = r.json().unwrap();
-                    keys.extend(
-                        v["idempotency_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()),
-                    );
-                    break;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let answer = post_until_accepted(&h.url, TOKEN, chunk);
+        keys.extend(answer["idempotency_keys"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()));
     }
     keys
 }
 
-fn envs() -> Vec<(&'static str, &'static str)> {
-    vec![("ACME_TOKEN", TOKEN), ("ADMIN_TOKEN", ADMIN)]
-}
-
 #[test]
 fn ten_thousand_events_consumed_back_in_order_with_headers() {
-    let (brokers, topic) = (brokers(), unique("hostd-events"));
-    create_topic(&brokers, &topic);
-    let h = Hostd::with_config(&config(&brokers, &topic, "ordering = \"per-key\"\nconcurrency = 8"), &envs());
+    let Some([brokers, tansu]) = services::configured([Service::Kafka, Service::Tansu]) else { return };
+    let topic = unique("hostd-events");
+    create_topic(&tansu, &brokers, &topic);
+    let h = Hostd::from_config(&config(Route::kafka(&brokers, &topic).per_key_ordering().concurrency(8)));
     let keys = post_runs(&h, 50, 0..200, 500);
     assert_eq!(keys.len(), 10_000);
     let records = consume(&brokers, &topic, 10_000, Duration::from_secs(120));
@@ -184,16 +136,12 @@ fn ten_thousand_events_consumed_back_in_order_with_headers() {
 
 #[test]
 fn a_missing_topic_is_dead_lettered_with_the_reason() {
-    let brokers = brokers();
+    let Some([brokers]) = services::configured([Service::Kafka]) else { return };
     let topic = unique("no-such-topic");
-    let h = Hostd::with_config(
-        &config(
-            &brokers,
-            &topic,
-            "message_timeout = \"5s\"\nlibrdkafka = { \"topic.metadata.propagation.max.ms\" = \"1000\" }",
-        ),
-        &envs(),
-    );
+    let route = Route::kafka(&brokers, &topic)
+        .message_timeout("5s")
+        .librdkafka(&[("topic.metadata.propagation.max.ms", "1000")]);
+    let h = Hostd::from_config(&config(route));
     assert_eq!(h.post_json(Some(TOKEN), &tool_end("r", "r", 0, json!({}))).0, 202);
     let dead = h.wait_dlq(ADMIN, 1, Duration::from_secs(30));
     assert_eq!(dead.len(), 1, "stderr:\n{}", h.stderr());
@@ -209,19 +157,18 @@ struct PrivateBroker {
 }
 
 impl PrivateBroker {
-    fn start(port: u16) -> PrivateBroker {
-        let moto = std::env::var("HOSTD_TEST_MOTO").expect("HOSTD_TEST_MOTO (make services)");
+    fn start(tansu: &str, moto: &str, port: u16) -> PrivateBroker {
         let bucket = format!("tansu-{port}");
         let _ = reqwest::blocking::Client::new().put(format!("{moto}/{bucket}")).send();
         let url = format!("tcp://127.0.0.1:{port}");
         let spawn = || {
-            Command::new(tansu())
+            Command::new(tansu)
                 .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
                 .args(["--storage-engine", &format!("s3://{bucket}/")])
                 .env("AWS_ACCESS_KEY_ID", "test")
                 .env("AWS_SECRET_ACCESS_KEY", "test")
                 .env("AWS_DEFAULT_REGION", "us-east-1")
-                .env("AWS_ENDPOINT", &moto)
+                .env("AWS_ENDPOINT", moto)
                 .env("AWS_ALLOW_HTTP", "true")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -231,16 +178,17 @@ impl PrivateBroker {
         let mut child = spawn();
         // Right after a stop the port may still be held: a broker that exits at once is
         // started again until it listens.
-        for _ in 0..200 {
+        let listening = eventually(Duration::from_secs(10), || {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+                return true;
             }
             if let Ok(Some(_)) = child.try_wait() {
                 std::thread::sleep(Duration::from_millis(200));
                 child = spawn();
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            false
+        });
+        assert!(listening, "the private tansu never listened on port {port}");
         PrivateBroker { child, port }
     }
 
@@ -259,18 +207,19 @@ impl Drop for PrivateBroker {
 
 #[test]
 fn broker_down_for_ten_seconds_then_everything_is_delivered() {
+    let Some([tansu, moto]) = services::configured([Service::Tansu, Service::Moto]) else { return };
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut broker = PrivateBroker::start(port);
+    let mut broker = PrivateBroker::start(&tansu, &moto, port);
     let brokers = format!("127.0.0.1:{}", broker.port);
     let topic = unique("restart");
-    create_topic(&brokers, &topic);
-    let retry = r#"retry = ["500ms", "1s", "2s", "2s", "2s", "2s", "2s", "2s", "2s", "2s"]"#;
-    let h = Hostd::with_config(&config(&brokers, &topic, &format!("message_timeout = \"3s\"\n{retry}")), &envs());
+    create_topic(&tansu, &brokers, &topic);
+    let retry = ["500ms", "1s", "2s", "2s", "2s", "2s", "2s", "2s", "2s", "2s"];
+    let h = Hostd::from_config(&config(Route::kafka(&brokers, &topic).message_timeout("3s").retry(&retry)));
     let mut keys = post_runs(&h, 10, 0..50, 100);
     broker.stop();
     keys.extend(post_runs(&h, 10, 50..100, 100));
     std::thread::sleep(Duration::from_secs(10));
-    let mut broker = PrivateBroker::start(port);
+    let mut broker = PrivateBroker::start(&tansu, &moto, port);
     keys.extend(post_runs(&h, 10, 100..150, 100));
     // Wait for every key, not for a count: a retried record can repeat.
     let all_keys = |records: &[Record]| {

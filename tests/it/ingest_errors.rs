@@ -7,31 +7,16 @@ const ACME: &str = "acme-token";
 const GLOBEX: &str = "globex-token";
 
 fn start() -> Hostd {
-    let config = format!(
-        r#"
-[server]
-data_dir = "{{dir}}/data"
-body_limit = "64KiB"
-
-[[tenants]]
-id = "acme"
-token_env = "ACME_TOKEN"
-policy = "{p}"
-[tenants.routes.default]
-type = "file"
-path = "{{dir}}/acme.jsonl"
-
-[[tenants]]
-id = "globex"
-token_env = "GLOBEX_TOKEN"
-policy = "{p}"
-[tenants.routes.default]
-type = "file"
-path = "{{dir}}/globex.jsonl"
-"#,
-        p = plugin("pass_through").display()
-    );
-    Hostd::with_config(&config, &[("ACME_TOKEN", ACME), ("GLOBEX_TOKEN", GLOBEX)])
+    let tenant = |id: &str, env: &str, token: &str| {
+        let out = format!("{{dir}}/{id}.jsonl");
+        Tenant::new(id, plugin("pass_through")).token(env, token).route("default", Route::file(&out))
+    };
+    let config = Config::new().body_limit("64KiB").tenant(tenant("acme", "ACME_TOKEN", ACME)).tenant(tenant(
+        "globex",
+        "GLOBEX_TOKEN",
+        GLOBEX,
+    ));
+    Hostd::from_config(&config)
 }
 
 fn message(body: &Value) -> String {

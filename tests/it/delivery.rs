@@ -6,7 +6,6 @@ use hmac::{Hmac, Mac};
 use hostd_e2e::receiver::{Received, Receiver, Reply};
 use hostd_e2e::*;
 use sha2::Sha256;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin-token";
@@ -15,66 +14,41 @@ const WAIT: Duration = Duration::from_secs(15);
 const SECRET_NEW: &str = "whsec_c2VjcmV0LWtleS1uZXctMDEyMzQ1Njc4OQ==";
 const SECRET_OLD: &str = "whsec_c2VjcmV0LWtleS1vbGQtOTg3NjU0MzIxMA==";
 
-/// A tenant `id` (token `{id}-token`) whose policy delivers to `routes` (name, TOML body).
-fn tenant(id: &str, policy: &str, policy_config: &str, routes: &[(&str, String)]) -> String {
-    let mut t = format!(
-        "[[tenants]]\nid = \"{id}\"\ntoken_env = \"TOKEN_{}\"\npolicy = \"{}\"\npolicy_config = {policy_config}\n",
-        id.to_uppercase(),
-        plugin(policy).display()
-    );
-    for (name, body) in routes {
-        t.push_str(&format!("[tenants.routes.{name}]\n{body}\n"));
-    }
-    t
+/// A tenant `id` (token `{id}-token`) whose policy delivers to `routes`.
+fn tenant(id: &str, policy: &str, routes: Vec<(&str, Route)>) -> Tenant {
+    routes.into_iter().fold(Tenant::new(id, plugin(policy)), |t, (name, route)| t.route(name, route))
 }
 
-fn webhook(url: &str, extra: &str) -> String {
-    format!("type = \"webhook\"\nurl = \"{url}\"\nsecret_env = [\"WH_NEW\", \"WH_OLD\"]\n{extra}")
+/// A webhook to `url` signed with both secrets of the rotation.
+fn webhook(url: &str) -> Route {
+    Route::webhook(url, "WH_NEW").secret_envs(&["WH_NEW", "WH_OLD"])
 }
 
-fn start(tenants: &[String]) -> Hostd {
-    let mut config =
-        "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\nallow_private_targets = true\n"
-            .to_string();
-    for t in tenants {
-        config.push_str(t);
-    }
-    let mut envs: Vec<(String, String)> = vec![
-        ("ADMIN_TOKEN".into(), ADMIN.into()),
-        ("WH_NEW".into(), SECRET_NEW.into()),
-        ("WH_OLD".into(), SECRET_OLD.into()),
-    ];
-    for t in tenants {
-        let id = t.split("id = \"").nth(1).unwrap().split('"').next().unwrap();
-        envs.push((format!("TOKEN_{}", id.to_uppercase()), format!("{id}-token")));
-    }
-    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Hostd::with_config(&config, &envs)
+fn config(tenants: Vec<Tenant>) -> Config {
+    let server = Config::new()
+        .admin_token("ADMIN_TOKEN", ADMIN)
+        .allow_private_targets()
+        .env("WH_NEW", SECRET_NEW)
+        .env("WH_OLD", SECRET_OLD);
+    tenants.into_iter().fold(server, Config::tenant)
 }
 
-fn token(id: &str) -> String {
-    format!("{id}-token")
+fn start(tenants: Vec<Tenant>) -> Hostd {
+    Hostd::from_config(&config(tenants))
 }
 
 fn send(h: &Hostd, tenant: &str, events: &[Value]) -> Value {
-    let (status, body) = h.post(Some(&token(tenant)), "application/x-ndjson", ndjson(events));
+    let (status, body) = h.post(Some(&tenant_token(tenant)), "application/x-ndjson", ndjson(events));
     assert_eq!(status, 202, "{body}");
     body
 }
 
 fn dlq_for(h: &Hostd, tenant: &str) -> Vec<Value> {
-    h.dlq(ADMIN).into_iter().filter(|e| e["tenant"] == tenant).collect()
+    h.dlq_of(ADMIN, tenant)
 }
 
 fn wait_dlq_for(h: &Hostd, tenant: &str, n: usize) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let got = dlq_for(h, tenant);
-        if got.len() >= n || start.elapsed() > WAIT {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.wait_dlq_of(ADMIN, tenant, n, WAIT)
 }
 
 #[test]
@@ -87,15 +61,15 @@ fn retry_matrix() {
         ("always503", _) => Reply::status(503),
         _ => Reply::ok(),
     });
-    let fast_retry = "retry = [\"200ms\", \"400ms\", \"600ms\"]\ntimeout = \"500ms\"";
-    let route = |path: &str| vec![("default", webhook(&format!("{}/{path}", rx.url), fast_retry))];
-    let h = start(&[
-        tenant("t500", "pass_through", "{}", &route("r500")),
-        tenant("t429", "pass_through", "{}", &route("r429")),
-        tenant("t400", "pass_through", "{}", &route("r400")),
-        tenant("tslow", "pass_through", "{}", &route("slow")),
-        tenant("tdown", "pass_through", "{}", &[("default", webhook("http://127.0.0.1:1/refused", fast_retry))]),
-        tenant("t503", "pass_through", "{}", &route("always503")),
+    let fast_retry = |url: &str| webhook(url).retry(&["200ms", "400ms", "600ms"]).timeout("500ms");
+    let route = |path: &str| vec![("default", fast_retry(&format!("{}/{path}", rx.url)))];
+    let h = start(vec![
+        tenant("t500", "pass_through", route("r500")),
+        tenant("t429", "pass_through", route("r429")),
+        tenant("t400", "pass_through", route("r400")),
+        tenant("tslow", "pass_through", route("slow")),
+        tenant("tdown", "pass_through", vec![("default", fast_retry("http://127.0.0.1:1/refused"))]),
+        tenant("t503", "pass_through", route("always503")),
     ]);
     for t in ["t500", "t429", "t400", "tslow", "tdown", "t503"] {
         send(&h, t, &[tool_end(&format!("{t}-root"), "run", 1, json!({"t": t}))]);
@@ -159,12 +133,8 @@ fn key_of(secret: &str) -> Vec<u8> {
 #[test]
 fn signatures_verify_and_a_tampered_body_fails() {
     let rx = Receiver::start(|_, _| Reply::ok());
-    let h = start(&[tenant(
-        "acme",
-        "pass_through",
-        "{}",
-        &[("default", webhook(&format!("{}/hook", rx.url), "headers = { \"X-Team\" = \"ml\" }"))],
-    )]);
+    let hook = webhook(&format!("{}/hook", rx.url)).headers(&[("X-Team", "ml")]);
+    let h = start(vec![tenant("acme", "pass_through", vec![("default", hook)])]);
     send(&h, "acme", &[tool_end("root", "r1", 1, json!({"z": 1, "a": {"y": 2, "b": 3}}))]);
     let got = rx.wait_delivered("hook", 1, WAIT);
     let r = &got[0];
@@ -202,17 +172,17 @@ fn a_hanging_route_never_delays_another_route_or_tenant() {
         "hang" => Reply::ok().after(Duration::from_secs(30)),
         _ => Reply::ok(),
     });
-    let h = start(&[
+    let h = start(vec![
         tenant(
             "a",
             "fan_out",
-            "{ routes = [\"hang\", \"fast\"] }",
-            &[
-                ("hang", webhook(&format!("{}/hang", rx.url), "timeout = \"60s\"\nconcurrency = 4")),
-                ("fast", webhook(&format!("{}/fast", rx.url), "")),
+            vec![
+                ("hang", webhook(&format!("{}/hang", rx.url)).timeout("60s").concurrency(4)),
+                ("fast", webhook(&format!("{}/fast", rx.url))),
             ],
-        ),
-        tenant("b", "pass_through", "{}", &[("default", webhook(&format!("{}/other-tenant", rx.url), ""))]),
+        )
+        .policy_config(json!({"routes": ["hang", "fast"]})),
+        tenant("b", "pass_through", vec![("default", webhook(&format!("{}/other-tenant", rx.url)))]),
     ]);
     let started = Instant::now();
     for i in 0..20 {
@@ -232,9 +202,8 @@ fn a_hanging_route_never_delays_another_route_or_tenant() {
 fn per_key_ordering_holds_through_retries() {
     // Every third request fails: many deliveries need a retry.
     let rx = Receiver::start(|_, nth| if nth % 3 == 2 { Reply::status(503) } else { Reply::ok() });
-    let retry = "retry = [\"20ms\", \"20ms\", \"20ms\", \"20ms\", \"20ms\", \"20ms\"]\nordering = \"per-key\"";
-    let h =
-        start(&[tenant("acme", "pass_through", "{}", &[("default", webhook(&format!("{}/ordered", rx.url), retry))])]);
+    let route = webhook(&format!("{}/ordered", rx.url)).retry(&["20ms"; 6]).per_key_ordering();
+    let h = start(vec![tenant("acme", "pass_through", vec![("default", route)])]);
     let (runs, steps) = (5u64, 20u64);
     for step in 0..steps {
         let batch: Vec<Value> =
@@ -259,7 +228,7 @@ fn per_key_ordering_holds_through_retries() {
 #[test]
 fn the_same_batch_twice_delivers_once() {
     let rx = Receiver::start(|_, _| Reply::ok());
-    let h = start(&[tenant("acme", "pass_through", "{}", &[("default", webhook(&format!("{}/d", rx.url), ""))])]);
+    let h = start(vec![tenant("acme", "pass_through", vec![("default", webhook(&format!("{}/d", rx.url)))])]);
     let batch: Vec<Value> = (0..5).map(|i| tool_end("root", &format!("r{i}"), i, json!({"i": i}))).collect();
     let first = send(&h, "acme", &batch);
     assert_eq!(first["duplicates"], 0);
@@ -285,17 +254,6 @@ fn the_same_batch_twice_delivers_once() {
     assert_eq!(ready["status"], "ready");
 }
 
-fn cli(h: &Hostd, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(hostd_bin())
-        .arg("dlq")
-        .args(args)
-        .args(["--url", &h.url, "--token", token])
-        .env_remove("HOSTD_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
 #[test]
 fn dlq_list_show_replay_purge_by_cli_and_api() {
     // acme's and globex's endpoints reject their first three requests, then accept.
@@ -303,12 +261,16 @@ fn dlq_list_show_replay_purge_by_cli_and_api() {
         "acme" | "globex" if nth <= 3 => Reply::status(422).with_body("not yet"),
         _ => Reply::ok(),
     });
-    let routes = |p: &str| vec![("default", webhook(&format!("{}/{p}", rx.url), ""))];
-    let mut h = start(&[
-        tenant("acme", "pass_through", "{}", &routes("acme")),
-        tenant("globex", "pass_through", "{}", &routes("globex")),
-        tenant("fixme", "hostile_unknown_route", "{}", &routes("fixme")),
-    ]);
+    let routes = |p: &str| vec![("default", webhook(&format!("{}/{p}", rx.url)))];
+    // fixme's policy is wrong at first (it names a route that does not exist).
+    let tenants = |fixme_policy: &str| {
+        vec![
+            tenant("acme", "pass_through", routes("acme")),
+            tenant("globex", "pass_through", routes("globex")),
+            tenant("fixme", fixme_policy, routes("fixme")),
+        ]
+    };
+    let mut h = start(tenants("hostile_unknown_route"));
     for i in 0..3 {
         send(&h, "acme", &[tool_end("root", &format!("r{i}"), i, json!({"i": i}))]);
     }
@@ -318,13 +280,13 @@ fn dlq_list_show_replay_purge_by_cli_and_api() {
     assert_eq!(wait_dlq_for(&h, "fixme", 1)[0]["reason"], "unknown_route");
 
     // list and show, by the CLI.
-    let (ok, out, err) = cli(&h, ADMIN, &["list", "--tenant", "acme"]);
+    let (ok, out, err) = dlq_cli(&h, ADMIN, &["list", "--tenant", "acme"]);
     assert!(ok, "{err}");
     let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     assert!(lines.iter().all(|l| l["last_status"] == 422 && l["reason"] == "rejected"));
     let first_id = lines[0]["id"].as_i64().unwrap();
-    let (ok, out, _) = cli(&h, ADMIN, &["show", &first_id.to_string()]);
+    let (ok, out, _) = dlq_cli(&h, ADMIN, &["show", &first_id.to_string()]);
     assert!(ok);
     let shown: Value = serde_json::from_str(&out).unwrap();
     // The original event. The three dead-letter in whichever order the route's
@@ -332,20 +294,20 @@ fn dlq_list_show_replay_purge_by_cli_and_api() {
     assert!(["r0", "r1", "r2"].contains(&shown["event"]["run_id"].as_str().unwrap_or_default()), "{shown}");
 
     // A tenant token sees only its own entries.
-    let (ok, out, _) = cli(&h, &token("globex"), &["list"]);
+    let (ok, out, _) = dlq_cli(&h, &tenant_token("globex"), &["list"]);
     assert!(ok);
     assert!(out.lines().all(|l| l.contains("\"tenant\":\"globex\"")) && out.lines().count() == 1);
-    let (ok, _, err) = cli(&h, &token("globex"), &["show", &first_id.to_string()]);
+    let (ok, _, err) = dlq_cli(&h, &tenant_token("globex"), &["show", &first_id.to_string()]);
     assert!(!ok && err.contains("HTTP 403"), "{err}");
-    let (ok, _, err) = cli(&h, &token("globex"), &["replay", &first_id.to_string(), "--as-is"]);
+    let (ok, _, err) = dlq_cli(&h, &tenant_token("globex"), &["replay", &first_id.to_string(), "--as-is"]);
     assert!(!ok && err.contains("HTTP 403"), "{err}");
-    let (ok, _, err) = cli(&h, &token("globex"), &["list", "--tenant", "acme"]);
+    let (ok, _, err) = dlq_cli(&h, &tenant_token("globex"), &["list", "--tenant", "acme"]);
     assert!(!ok && err.contains("HTTP 403"), "{err}");
     let no_token = reqwest::blocking::get(format!("{}/admin/v1/dlq", h.url)).unwrap();
     assert_eq!(no_token.status().as_u16(), 401);
 
     // Replay as-is: the endpoint now accepts, so all three arrive.
-    let (ok, out, err) = cli(&h, ADMIN, &["replay", "--all", "--tenant", "acme", "--as-is"]);
+    let (ok, out, err) = dlq_cli(&h, ADMIN, &["replay", "--all", "--tenant", "acme", "--as-is"]);
     assert!(ok, "{err}");
     assert!(out.contains("\"replayed\":3"), "{out}");
     assert_eq!(rx.wait_delivered("acme", 3, WAIT).len(), 3);
@@ -361,15 +323,12 @@ fn dlq_list_show_replay_purge_by_cli_and_api() {
     assert_eq!(resp.json::<Value>().unwrap()["purged"], 1);
 
     // The policy was wrong: deploy a fixed one, restart, replay through it.
-    let (ok, _, err) = cli(&h, ADMIN, &["replay", "--all", "--tenant", "fixme", "--as-is"]);
+    let (ok, _, err) = dlq_cli(&h, ADMIN, &["replay", "--all", "--tenant", "fixme", "--as-is"]);
     assert!(ok, "{err}");
     assert_eq!(dlq_for(&h, "fixme").len(), 1, "a policy fault has no payload to resend as-is");
-    let config = std::fs::read_to_string(h.path("hostd.toml")).unwrap();
-    h.rewrite_config(
-        &config.replace(plugin("hostile_unknown_route").to_str().unwrap(), plugin("pass_through").to_str().unwrap()),
-    );
+    h.rewrite_config(&config(tenants("pass_through")).to_toml());
     h.restart();
-    let (ok, out, err) = cli(&h, ADMIN, &["replay", "--all", "--tenant", "fixme", "--through-policy"]);
+    let (ok, out, err) = dlq_cli(&h, ADMIN, &["replay", "--all", "--tenant", "fixme", "--through-policy"]);
     assert!(ok, "{err}");
     assert!(out.contains("\"replayed\":1"), "{out}");
     let got = rx.wait_delivered("fixme", 1, WAIT);

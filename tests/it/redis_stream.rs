@@ -1,42 +1,26 @@
 //! The Redis Streams sink against a real `redis-server` (`make services` starts one on
-//! 127.0.0.1:16379; the restart test runs its own).
+//! 127.0.0.1:16379; the restart test runs its own). Without `HOSTD_TEST_REDIS_URL` the
+//! tests skip (see `hostd_e2e::services`).
 
+use hostd_e2e::services::{self, Service};
 use hostd_e2e::*;
 use redis::Commands;
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TOKEN: &str = "acme-token";
-
-fn redis_url() -> String {
-    std::env::var("HOSTD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:16379/0".into())
-}
 
 fn redis(url: &str) -> redis::Connection {
     redis::Client::open(url).unwrap().get_connection().expect("redis is up (make services)")
 }
 
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-    )
-}
-
-/// A tenant whose fan-out policy delivers to the named redis-stream routes.
-fn config(routes: &[(&str, String)]) -> String {
-    let names: Vec<String> = routes.iter().map(|(n, _)| format!("\"{n}\"")).collect();
-    let mut c = format!(
-        "[server]\ndata_dir = \"{{dir}}/data\"\n[[tenants]]\nid = \"acme\"\ntoken_env = \"ACME_TOKEN\"\npolicy = \"{}\"\npolicy_config = {{ routes = [{}] }}\n",
-        plugin("fan_out").display(),
-        names.join(", ")
-    );
-    for (name, body) in routes {
-        c.push_str(&format!("[tenants.routes.{name}]\ntype = \"redis-stream\"\n{body}\n"));
-    }
-    c
+/// Tenant `acme` whose fan-out policy delivers to the named redis-stream `routes`.
+fn config(routes: Vec<(&str, Route)>) -> Config {
+    let names: Vec<&str> = routes.iter().map(|(name, _)| *name).collect();
+    let acme =
+        Tenant::new("acme", plugin("fan_out")).token("ACME_TOKEN", TOKEN).policy_config(json!({"routes": names}));
+    Config::new().tenant(routes.into_iter().fold(acme, |t, (name, route)| t.route(name, route)))
 }
 
 /// Entries of a stream as (idempotency_key, payload JSON).
@@ -50,17 +34,6 @@ fn entries(conn: &mut redis::Connection, stream: &str) -> Vec<(String, Value)> {
             (field("idempotency_key"), serde_json::from_str(&field("payload")).unwrap())
         })
         .collect()
-}
-
-fn wait_len(conn: &mut redis::Connection, stream: &str, n: usize, timeout: Duration) -> usize {
-    let start = Instant::now();
-    loop {
-        let len: usize = conn.xlen(stream).unwrap_or(0);
-        if len >= n || start.elapsed() > timeout {
-            return len;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn post_batches(h: &Hostd, runs: usize, steps: usize, batch: usize) -> Vec<String> {
@@ -86,19 +59,16 @@ fn post_batches(h: &Hostd, runs: usize, steps: usize, batch: usize) -> Vec<Strin
 
 #[test]
 fn ten_thousand_events_arrive_in_order_per_run_with_all_fields() {
+    let Some([url]) = services::configured([Service::Redis]) else { return };
     let stream = unique("hostd-test");
-    let url = redis_url();
-    let h = Hostd::with_config(
-        &config(&[(
-            "events",
-            format!("url = \"{url}\"\nstream = \"{stream}\"\nordering = \"per-key\"\nconcurrency = 256"),
-        )]),
-        &[("ACME_TOKEN", TOKEN)],
-    );
+    let h = Hostd::from_config(&config(vec![(
+        "events",
+        Route::redis_stream(&url, &stream).per_key_ordering().concurrency(256),
+    )]));
     let keys = post_batches(&h, 50, 200, 500);
     assert_eq!(keys.len(), 10_000);
     let mut conn = redis(&url);
-    assert_eq!(wait_len(&mut conn, &stream, 10_000, Duration::from_secs(60)), 10_000);
+    assert_eq!(wait_for_stream_len(&mut conn, &stream, 10_000, Duration::from_secs(60)), 10_000);
     let got = entries(&mut conn, &stream);
     let got_keys: HashSet<&String> = got.iter().map(|(k, _)| k).collect();
     assert_eq!(got_keys.len(), 10_000, "every idempotency key once");
@@ -142,12 +112,7 @@ impl PrivateRedis {
             .spawn()
             .expect("redis-server (make services installs it)");
         let url = format!("redis://127.0.0.1:{port}/0");
-        for _ in 0..100 {
-            if redis::Client::open(url.as_str()).unwrap().get_connection().is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(Duration::from_secs(5), || redis::Client::open(url.as_str()).unwrap().get_connection().is_ok());
         child
     }
 
@@ -175,13 +140,15 @@ impl Drop for PrivateRedis {
 
 #[test]
 fn redis_restarted_mid_stream_loses_nothing() {
+    // Its own redis-server, but gated with the others: `make services` installs it.
+    if services::configured([Service::Redis]).is_none() {
+        return;
+    }
     let mut server = PrivateRedis::start();
     let url = server.url();
-    let retry = r#"retry = ["100ms", "200ms", "400ms", "800ms", "1s", "1s", "1s", "1s", "1s"]"#;
-    let h = Hostd::with_config(
-        &config(&[("events", format!("url = \"{url}\"\nstream = \"s\"\ntimeout = \"500ms\"\n{retry}"))]),
-        &[("ACME_TOKEN", TOKEN)],
-    );
+    let retry = ["100ms", "200ms", "400ms", "800ms", "1s", "1s", "1s", "1s", "1s"];
+    let h =
+        Hostd::from_config(&config(vec![("events", Route::redis_stream(&url, "s").timeout("500ms").retry(&retry))]));
     let first = post_batches(&h, 10, 100, 100);
     // Kill Redis mid-stream and keep posting while it is down.
     server.kill();
@@ -197,37 +164,29 @@ fn redis_restarted_mid_stream_loses_nothing() {
     server.start_again();
     // Wait for every key, not for a length: retried entries can repeat (no dedupe here).
     let mut conn = redis(&url);
-    let start = Instant::now();
-    let got: HashSet<String> = loop {
-        let got: HashSet<String> = entries(&mut conn, "s").into_iter().map(|(k, _)| k).collect();
-        if keys.iter().all(|k| got.contains(k)) || start.elapsed() > Duration::from_secs(60) {
-            break got;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let got: HashSet<String> = poll_every(
+        Duration::from_millis(200),
+        Duration::from_secs(60),
+        || entries(&mut conn, "s").into_iter().map(|(k, _)| k).collect(),
+        |got: &HashSet<String>| keys.iter().all(|k| got.contains(k)),
+    );
     let missing: Vec<&String> = keys.iter().filter(|k| !got.contains(*k)).take(5).collect();
     assert!(missing.is_empty(), "lost across the Redis restart: {missing:?}");
 }
 
 #[test]
 fn dedupe_never_appends_twice_even_when_a_retry_follows_a_successful_xadd() {
-    let url = redis_url();
+    let Some([url]) = services::configured([Service::Redis]) else { return };
     let (deduped, plain) = (unique("dedupe"), unique("plain"));
-    let common = "timeout = \"150ms\"\nretry = [\"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\", \"100ms\"]";
-    let h = Hostd::with_config(
-        &config(&[
-            ("deduped", format!("url = \"{url}\"\nstream = \"{deduped}\"\ndedupe = true\n{common}")),
-            ("plain", format!("url = \"{url}\"\nstream = \"{plain}\"\n{common}")),
-        ]),
-        &[("ACME_TOKEN", TOKEN)],
-    );
+    let route = |stream: &str| Route::redis_stream(&url, stream).timeout("150ms").retry(&["100ms"; 12]);
+    let h = Hostd::from_config(&config(vec![("deduped", route(&deduped).dedupe()), ("plain", route(&plain))]));
     // Warm both routes' connections, then pause Redis' writes: each XADD waits, its
     // answer comes after hostd's 150 ms timeout, and hostd retries — while the first
     // XADD still runs when the pause ends.
     assert_eq!(h.post_json(Some(TOKEN), &tool_end("warm", "w", 0, json!({}))).0, 202);
     let mut conn = redis(&url);
-    wait_len(&mut conn, &deduped, 1, Duration::from_secs(10));
-    wait_len(&mut conn, &plain, 1, Duration::from_secs(10));
+    wait_for_stream_len(&mut conn, &deduped, 1, Duration::from_secs(10));
+    wait_for_stream_len(&mut conn, &plain, 1, Duration::from_secs(10));
     let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1200).arg("WRITE").query(&mut conn).unwrap();
     assert_eq!(h.post_json(Some(TOKEN), &tool_end("root", "r", 1, json!({"n": 1}))).0, 202);
     std::thread::sleep(Duration::from_secs(3));
@@ -245,25 +204,21 @@ fn dedupe_never_appends_twice_even_when_a_retry_follows_a_successful_xadd() {
 
 #[test]
 fn tenants_sharing_a_deduped_stream_both_get_their_entry_for_the_same_key() {
-    let url = redis_url();
+    let Some([url]) = services::configured([Service::Redis]) else { return };
     let shared = unique("shared");
-    let mut config = "[server]\ndata_dir = \"{dir}/data\"\n".to_string();
-    for tenant in ["acme", "globex"] {
-        config.push_str(&format!(
-            "[[tenants]]\nid = \"{tenant}\"\ntoken_env = \"TOKEN_{}\"\npolicy = \"{}\"\npolicy_config = {{ routes = [\"events\"] }}\n\
-             [tenants.routes.events]\ntype = \"redis-stream\"\nurl = \"{url}\"\nstream = \"{shared}\"\ndedupe = true\n",
-            tenant.to_uppercase(),
-            plugin("fan_out").display()
-        ));
-    }
-    let h = Hostd::with_config(&config, &[("TOKEN_ACME", "acme-token"), ("TOKEN_GLOBEX", "globex-token")]);
+    let tenant = |id: &str| {
+        Tenant::new(id, plugin("fan_out"))
+            .policy_config(json!({"routes": ["events"]}))
+            .route("events", Route::redis_stream(&url, &shared).dedupe())
+    };
+    let h = Hostd::from_config(&Config::new().tenant(tenant("acme")).tenant(tenant("globex")));
     // The same explicit key from both tenants; globex first, so it could pre-claim acme's.
     let event = json!({"event": "on_tool_end", "run_id": "r", "idempotency_key": "order-1", "data": {}});
     for token in ["globex-token", "acme-token"] {
         assert_eq!(h.post_json(Some(token), &event).0, 202);
     }
     let mut conn = redis(&url);
-    let len = wait_len(&mut conn, &shared, 2, Duration::from_secs(10));
+    let len = wait_for_stream_len(&mut conn, &shared, 2, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
     let reply: redis::streams::StreamRangeReply = conn.xrange_all(&shared).unwrap();
     let tenants: HashSet<String> = reply.ids.iter().map(|id| id.get::<String>("tenant").unwrap_or_default()).collect();

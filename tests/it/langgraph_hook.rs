@@ -5,11 +5,10 @@ use hostd_e2e::*;
 use std::time::Duration;
 
 fn start() -> Hostd {
-    let config = format!(
-        "[server]\ndata_dir = \"{{dir}}/data\"\n[[tenants]]\nid = \"acme\"\ntoken_env = \"T\"\npolicy = \"{}\"\n[tenants.routes.default]\ntype = \"file\"\npath = \"{{dir}}/out.jsonl\"\n",
-        plugin("redact_pii").display()
-    );
-    Hostd::with_config(&config, &[("T", "lg-secret-token")])
+    let acme = Tenant::new("acme", plugin("redact_pii"))
+        .token("T", "lg-secret-token")
+        .route("default", Route::file("{dir}/out.jsonl"));
+    Hostd::from_config(&Config::new().tenant(acme))
 }
 
 fn post(h: &Hostd, query: &str, body: &str) -> (u16, Value) {
@@ -95,33 +94,18 @@ fn the_platform_token_in_the_run_never_reaches_a_sink_the_spool_or_the_dlq() {
     use hostd_e2e::receiver::{Receiver, Reply};
     const TOKEN: &str = "lg-platform-token-7f3a9c";
     let rx = Receiver::start(|path, _| if path == "dead" { Reply::status(400) } else { Reply::ok() });
-    let config = format!(
-        r#"[server]
-data_dir = "{{dir}}/data"
-admin_token_env = "ADMIN"
-allow_private_targets = true
-[[tenants]]
-id = "acme"
-token_env = "T"
-policy = "{}"
-policy_config = {{ routes = ["file", "hook", "dead"] }}
-[tenants.routes.file]
-type = "file"
-path = "{{dir}}/out.jsonl"
-[tenants.routes.hook]
-type = "webhook"
-url = "{}/hook"
-secret_env = "WH"
-[tenants.routes.dead]
-type = "webhook"
-url = "{}/dead"
-secret_env = "WH"
-"#,
-        plugin("fan_out").display(),
-        rx.url,
-        rx.url
-    );
-    let h = Hostd::with_config(&config, &[("T", TOKEN), ("ADMIN", "admin"), ("WH", "whsec_bGFuZ2dyYXBoLXNpZ25pbmc=")]);
+    let acme = Tenant::new("acme", plugin("fan_out"))
+        .token("T", TOKEN)
+        .policy_config(json!({"routes": ["file", "hook", "dead"]}))
+        .route("file", Route::file("{dir}/out.jsonl"))
+        .route("hook", Route::webhook(&format!("{}/hook", rx.url), "WH"))
+        .route("dead", Route::webhook(&format!("{}/dead", rx.url), "WH"));
+    let config = Config::new()
+        .admin_token("ADMIN", "admin")
+        .allow_private_targets()
+        .env("WH", "whsec_bGFuZ2dyYXBoLXNpZ25pbmc=")
+        .tenant(acme);
+    let h = Hostd::from_config(&config);
     let hook_url = format!("{}/v1/hooks/langgraph?token={TOKEN}", h.url);
     // The Run as langgraph_sdk's runs.create documents it, as LangGraph Platform posts it
     // back to the run's webhook: the URL with the token is in `kwargs.webhook`.

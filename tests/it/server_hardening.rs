@@ -7,33 +7,25 @@ use hostd_e2e::receiver::{Receiver, Reply};
 use hostd_e2e::*;
 use std::io::{Read, Write};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ACME: &str = "acme-token-0123456789";
 const GLOBEX: &str = "globex-token-0123456789";
 const ADMIN: &str = "admin-token-0123456789";
 const SECRET: &str = "whsec_c2VjcmV0LWtleS0wMTIzNDU2Nzg5";
 
-/// `[server]` with `server_extra`, then tenant `acme` (pass-through) with one route.
-fn config(server_extra: &str, route: &str) -> String {
-    format!(
-        "[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n{server_extra}\n\
-         [[tenants]]\nid = \"acme\"\ntoken_env = \"ACME_TOKEN\"\npolicy = \"{}\"\n\
-         [tenants.routes.default]\n{route}\n",
-        plugin("pass_through").display()
-    )
+/// Tenant `acme` (pass-through) with one route; the caller adds to `[server]`.
+fn config(route: Route) -> Config {
+    let acme = Tenant::new("acme", plugin("pass_through")).token("ACME_TOKEN", ACME).route("default", route);
+    Config::new().admin_token("ADMIN_TOKEN", ADMIN).env("WH", SECRET).tenant(acme)
 }
 
-fn webhook(url: &str) -> String {
-    format!("type = \"webhook\"\nurl = \"{url}\"\nsecret_env = \"WH\"\nretry = [\"50ms\", \"50ms\"]\n")
+fn webhook(url: &str) -> Route {
+    Route::webhook(url, "WH").retry(&["50ms", "50ms"])
 }
 
-fn file_route() -> String {
-    "type = \"file\"\npath = \"{dir}/out.jsonl\"\n".to_string()
-}
-
-fn envs() -> Vec<(&'static str, &'static str)> {
-    vec![("ACME_TOKEN", ACME), ("ADMIN_TOKEN", ADMIN), ("WH", SECRET)]
+fn file_route() -> Route {
+    Route::file("{dir}/out.jsonl")
 }
 
 /// Runs `hostd ARGS` to completion in a temp dir holding `config`; (success, stdout, stderr).
@@ -49,14 +41,7 @@ fn run(config: &str, args: &[&str], envs: &[(&str, &str)]) -> (bool, String, Str
     }
     // A daemon that does start must not hang the test.
     let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("hostd {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(wait_for_exit(&mut child, Duration::from_secs(60)), "hostd {args:?} did not exit");
     let out = child.wait_with_output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
@@ -87,7 +72,7 @@ fn event(step: u64) -> Value {
 
 #[test]
 fn empty_tokens_are_refused_naming_the_key() {
-    let config = config("", &file_route());
+    let config = config(file_route()).to_toml();
     let (check, start) = refused(&config, &[("ACME_TOKEN", ""), ("ADMIN_TOKEN", ADMIN)]);
     for out in [&check, &start] {
         assert!(out.contains("tenant `acme`: token_env `ACME_TOKEN` is empty"), "{out}");
@@ -111,12 +96,9 @@ fn an_empty_quickstart_token_is_refused() {
 
 #[test]
 fn shared_tokens_are_refused_naming_both_tenants_never_the_token() {
-    let mut config = config("", &file_route());
-    config.push_str(&format!(
-        "[[tenants]]\nid = \"globex\"\ntoken_env = \"GLOBEX_TOKEN\"\npolicy = \"{}\"\n\
-         [tenants.routes.default]\ntype = \"stdout\"\n",
-        plugin("pass_through").display()
-    ));
+    let globex =
+        Tenant::new("globex", plugin("pass_through")).token_env("GLOBEX_TOKEN").route("default", Route::stdout());
+    let config = config(file_route()).tenant(globex).to_toml();
     let (check, start) = refused(&config, &[("ACME_TOKEN", ACME), ("GLOBEX_TOKEN", ACME), ("ADMIN_TOKEN", ADMIN)]);
     for out in [&check, &start] {
         assert!(out.contains("tenants `acme` and `globex` have the same token"), "{out}");
@@ -140,10 +122,7 @@ fn shared_tokens_are_refused_naming_both_tenants_never_the_token() {
 
 #[test]
 fn metrics_token_guards_metrics_and_the_readiness_depths() {
-    let h = Hostd::with_config(
-        &config("metrics_token_env = \"METRICS_TOKEN\"", &file_route()),
-        &[envs(), vec![("METRICS_TOKEN", "metrics-token-0123456789")]].concat(),
-    );
+    let h = Hostd::from_config(&config(file_route()).metrics_token("METRICS_TOKEN", "metrics-token-0123456789"));
     let (status, body) = get(&format!("{}/metrics", h.url), None);
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("server.metrics_token_env"), "{body}");
@@ -163,7 +142,7 @@ fn metrics_token_guards_metrics_and_the_readiness_depths() {
 
 #[test]
 fn metrics_listen_moves_metrics_and_readiness_off_the_ingest_listener() {
-    let h = Hostd::with_config(&config("metrics_listen = \"127.0.0.1:0\"", &file_route()), &envs());
+    let h = Hostd::from_config(&config(file_route()).metrics_listen("127.0.0.1:0"));
     let log = h.stderr();
     let ops = log
         .split("metrics listener on ")
@@ -272,11 +251,11 @@ fn dead_port() -> u16 {
 fn proxy_variables_in_the_environment_are_ignored() {
     let rx = Receiver::start(|_, _| Reply::ok());
     let dead = format!("http://127.0.0.1:{}", dead_port());
-    let mut env = envs();
+    let mut config = config(webhook(&format!("{}/hook", rx.url))).allow_private_targets();
     for var in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
-        env.push((var, &dead));
+        config = config.env(var, &dead);
     }
-    let h = Hostd::with_config(&config("allow_private_targets = true", &webhook(&format!("{}/hook", rx.url))), &env);
+    let h = Hostd::from_config(&config);
     let (status, body) = h.post_json(Some(ACME), &event(1));
     assert_eq!(status, 202, "{body}");
     let got = rx.wait_delivered("hook", 1, Duration::from_secs(10));
@@ -289,8 +268,8 @@ fn server_http_proxy_is_used_when_configured() {
     let rx = Receiver::start(|_, _| Reply::ok());
     let proxy_port = rx.url.rsplit(':').next().unwrap().to_string();
     // `localhost`, a name the resolver would refuse, unless it is the proxy's.
-    let server = format!("http_proxy = \"http://localhost:{proxy_port}\"");
-    let h = Hostd::with_config(&config(&server, &webhook("http://hooks.invalid/proxied")), &envs());
+    let proxy = format!("http://localhost:{proxy_port}");
+    let h = Hostd::from_config(&config(webhook("http://hooks.invalid/proxied")).http_proxy(&proxy));
     let (status, body) = h.post_json(Some(ACME), &event(1));
     assert_eq!(status, 202, "{body}");
     let got = rx.wait_delivered("proxied", 1, Duration::from_secs(10));
@@ -302,17 +281,17 @@ fn server_http_proxy_is_used_when_configured() {
 
 #[test]
 fn a_loopback_address_url_is_refused_at_load() {
-    let config = config("", &webhook("http://127.0.0.1:9/hook"));
-    let (check, start) = refused(&config, &envs());
+    let loopback = config(webhook("http://127.0.0.1:9/hook"));
+    let (check, start) = refused(&loopback.to_toml(), &loopback.envs());
     for out in [&check, &start] {
         assert!(out.contains("route `default`: url: 127.0.0.1 is a loopback address"), "{out}");
         assert!(out.contains("server.allow_private_targets"), "{out}");
     }
-    let metadata = self::config("", &webhook("http://169.254.169.254/latest/meta-data"));
-    let (check, _) = refused(&metadata, &envs());
+    let metadata = config(webhook("http://169.254.169.254/latest/meta-data"));
+    let (check, _) = refused(&metadata.to_toml(), &metadata.envs());
     assert!(check.contains("169.254.169.254 is a link-local address"), "{check}");
-    let mapped = self::config("", &webhook("http://[::ffff:127.0.0.1]:9/"));
-    let (check, _) = refused(&mapped, &envs());
+    let mapped = config(webhook("http://[::ffff:127.0.0.1]:9/"));
+    let (check, _) = refused(&mapped.to_toml(), &mapped.envs());
     assert!(check.contains("::ffff:127.0.0.1 is a loopback address"), "{check}");
 }
 
@@ -320,7 +299,7 @@ fn a_loopback_address_url_is_refused_at_load() {
 fn a_name_resolving_to_loopback_is_dead_lettered_at_once() {
     let rx = Receiver::start(|_, _| Reply::ok());
     let port = rx.url.rsplit(':').next().unwrap().to_string();
-    let h = Hostd::with_config(&config("", &webhook(&format!("http://localhost:{port}/hook"))), &envs());
+    let h = Hostd::from_config(&config(webhook(&format!("http://localhost:{port}/hook"))));
     let (status, body) = h.post_json(Some(ACME), &event(1));
     assert_eq!(status, 202, "{body}");
     let dlq = h.wait_dlq(ADMIN, 1, Duration::from_secs(10));
@@ -339,13 +318,15 @@ fn a_name_resolving_to_loopback_is_dead_lettered_at_once() {
 fn private_targets_are_reached_when_allowed() {
     let rx = Receiver::start(|_, _| Reply::ok());
     let port = rx.url.rsplit(':').next().unwrap().to_string();
-    for (n, server) in
-        ["allow_private_targets = true", "allowed_private_targets = [\"127.0.0.0/8\"]"].iter().enumerate()
-    {
+    let allow_all: fn(Config) -> Config = Config::allow_private_targets;
+    let allow_range: fn(Config) -> Config = |c| c.allowed_private_targets(&["127.0.0.0/8"]);
+    let servers =
+        [("allow_private_targets = true", allow_all), ("allowed_private_targets = [\"127.0.0.0/8\"]", allow_range)];
+    for (n, (server, allow)) in servers.iter().enumerate() {
         let path = format!("hook{n}");
         for url in [format!("http://localhost:{port}/{path}"), format!("http://127.0.0.1:{port}/{path}")] {
             let before = rx.delivered(&path).len();
-            let h = Hostd::with_config(&config(server, &webhook(&url)), &envs());
+            let h = Hostd::from_config(&allow(config(webhook(&url))));
             let (status, body) = h.post_json(Some(ACME), &event(1));
             assert_eq!(status, 202, "{body}");
             let got = rx.wait_delivered(&path, before + 1, Duration::from_secs(10));
@@ -353,7 +334,8 @@ fn private_targets_are_reached_when_allowed() {
         }
     }
     // A bad range is an error naming it.
-    let (check, _) = refused(&config("allowed_private_targets = [\"10.0.0.0/33\"]", &file_route()), &envs());
+    let bad_range = config(file_route()).allowed_private_targets(&["10.0.0.0/33"]);
+    let (check, _) = refused(&bad_range.to_toml(), &bad_range.envs());
     assert!(check.contains("`10.0.0.0/33` is not an address range"), "{check}");
 }
 
@@ -367,7 +349,7 @@ fn policy_calls(h: &Hostd) -> u64 {
 
 #[test]
 fn too_many_events_in_one_request_is_413_before_any_policy_runs() {
-    let h = Hostd::with_config(&config("max_events_per_request = 5", &file_route()), &envs());
+    let h = Hostd::from_config(&config(file_route()).max_events_per_request(5));
     let six: Vec<Value> = (0..6).map(event).collect();
     let (status, body) = h.post(Some(ACME), "application/x-ndjson", ndjson(&six));
     assert_eq!(status, 413, "{body}");
@@ -386,7 +368,7 @@ fn too_many_events_in_one_request_is_413_before_any_policy_runs() {
 
 #[test]
 fn the_default_cap_is_1000_events() {
-    let h = Hostd::with_config(&config("", &file_route()), &envs());
+    let h = Hostd::from_config(&config(file_route()));
     let many: Vec<Value> = (0..1001).map(|i| json!({"event": "e", "run_id": format!("r{i}")})).collect();
     let (status, body) = h.post(Some(ACME), "application/x-ndjson", ndjson(&many));
     assert_eq!(status, 413, "{body}");

@@ -1,6 +1,7 @@
 //! `hostd check` and `hostd policy test`, as a user runs them.
 
 use hostd_e2e::*;
+use std::path::Path;
 use std::process::Command;
 
 fn hostd(args: &[&str], envs: &[(&str, &str)]) -> (bool, String, String) {
@@ -21,15 +22,15 @@ fn check(config: &str, envs: &[(&str, &str)]) -> (bool, String) {
     (ok, out)
 }
 
-fn tenant(policy: &str, token_env: &str) -> String {
-    format!(
-        "[[tenants]]\nid = \"acme\"\ntoken_env = \"{token_env}\"\npolicy = \"{policy}\"\n[tenants.routes.default]\ntype = \"file\"\npath = \"{{dir}}/out.jsonl\"\n"
-    )
+/// Tenant `acme` running `policy`, its token in `token_env`, delivering to a file.
+fn tenant(policy: impl AsRef<Path>, token_env: &str) -> String {
+    let acme = Tenant::new("acme", policy).token_env(token_env).route("default", Route::file("{dir}/out.jsonl"));
+    Config::new().tenant(acme).to_toml()
 }
 
 #[test]
 fn check_accepts_a_good_config() {
-    let (ok, out) = check(&tenant(plugin("redact_pii").to_str().unwrap(), "T"), &[("T", "x")]);
+    let (ok, out) = check(&tenant(plugin("redact_pii"), "T"), &[("T", "x")]);
     assert!(ok, "{out}");
     assert!(out.starts_with("ok: "), "{out}");
 }
@@ -37,12 +38,14 @@ fn check_accepts_a_good_config() {
 #[test]
 fn check_names_each_problem_on_one_line() {
     let good = plugin("redact_pii");
-    let good = good.to_str().unwrap();
+    // The misspelt key is the input under test: the builder's text, edited by hand.
+    let misspelt = tenant(&good, "T").replace("policy =", "polcy =");
+    assert!(misspelt.contains("polcy ="), "{misspelt}");
     let cases = [
-        (tenant(good, "T").replace("policy =", "polcy ="), "unknown field `polcy`"),
+        (misspelt, "unknown field `polcy`"),
         (tenant("/nonexistent/policy.wasm", "T"), "tenant `acme`: policy /nonexistent/policy.wasm: file not found"),
-        (tenant(plugin("hostile_wrong_world").to_str().unwrap(), "T"), "does not export `evaluate`"),
-        (tenant(good, "HOSTD_TEST_UNSET_VAR"), "tenant `acme`: token_env `HOSTD_TEST_UNSET_VAR` is not set"),
+        (tenant(plugin("hostile_wrong_world"), "T"), "does not export `evaluate`"),
+        (tenant(&good, "HOSTD_TEST_UNSET_VAR"), "tenant `acme`: token_env `HOSTD_TEST_UNSET_VAR` is not set"),
     ];
     for (config, want) in cases {
         let (ok, out) = check(&config, &[("T", "x")]);
@@ -55,11 +58,11 @@ fn check_names_each_problem_on_one_line() {
 
 #[test]
 fn check_rejects_a_policy_whose_configure_fails() {
-    let config = format!(
-        "[[tenants]]\nid = \"acme\"\ntoken_env = \"T\"\npolicy = \"{}\"\npolicy_config = {{ patterns = {{ bad = \"(\" }} }}\n[tenants.routes.default]\ntype = \"stdout\"\n",
-        plugin("redact_pii").display()
-    );
-    let (ok, out) = check(&config, &[("T", "x")]);
+    let acme = Tenant::new("acme", plugin("redact_pii"))
+        .token_env("T")
+        .policy_config(json!({"patterns": {"bad": "("}}))
+        .route("default", Route::stdout());
+    let (ok, out) = check(&Config::new().tenant(acme).to_toml(), &[("T", "x")]);
     assert!(!ok);
     assert!(out.contains("configure failed: policy_config.patterns.bad"), "{out}");
 }

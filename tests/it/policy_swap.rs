@@ -22,24 +22,23 @@ fn install_file(dir: &Path, plugin_name: &str, name: &str) {
     std::fs::rename(&tmp, dir.join(name)).unwrap();
 }
 
-fn tenant_block(id: &str, policy_path: &str, extra: &str) -> String {
-    format!(
-        "[[tenants]]\nid = \"{id}\"\ntoken_env = \"TOKEN_{up}\"\npolicy = \"{policy_path}\"\n{extra}\n\
-         [tenants.routes.default]\ntype = \"file\"\npath = \"{{dir}}/{id}.jsonl\"\n",
-        up = id.to_uppercase()
-    )
+/// Tenant `id` (token `{id}-token`) running `policy`, delivering to `{dir}/{id}.jsonl`.
+fn tenant(id: &str, policy: impl AsRef<Path>) -> Tenant {
+    Tenant::new(id, policy).route("default", Route::file(&format!("{{dir}}/{id}.jsonl")))
 }
 
-fn start(tenants: &[(&str, &str)], extra_tenant: &str) -> Hostd {
-    // The policy files live in the temp dir, so the tests can replace them.
-    let mut config = "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n".to_string();
-    let mut envs = vec![("ADMIN_TOKEN".to_string(), ADMIN.to_string())];
+/// hostd with `tenants` (id, plugin), each on its own copy of the plugin in the temp dir
+/// (so the tests can replace them), with `policy_tests` if given.
+fn start(tenants: &[(&str, &str)], policy_tests: Option<&str>) -> Hostd {
+    let mut config = Config::new().admin_token("ADMIN_TOKEN", ADMIN);
     for (id, _) in tenants {
-        config.push_str(&tenant_block(id, &format!("{{dir}}/{id}.wasm"), extra_tenant));
-        envs.push((format!("TOKEN_{}", id.to_uppercase()), format!("{id}-token")));
+        let t = tenant(id, format!("{{dir}}/{id}.wasm"));
+        config = config.tenant(match policy_tests {
+            Some(path) => t.policy_tests(path),
+            None => t,
+        });
     }
-    let envs_ref: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Hostd::with_config_files(&config, &envs_ref, |dir| {
+    Hostd::with_config_files(&config.to_toml(), &config.envs(), |dir| {
         for (id, plugin_name) in tenants {
             install_file(dir, plugin_name, &format!("{id}.wasm"));
         }
@@ -83,11 +82,8 @@ fn put_policy(h: &Hostd, tenant: &str, bytes: Vec<u8>, config: Option<&str>) -> 
 }
 
 fn wait_active(h: &Hostd, tenant: &str, version: &str) {
-    let start = Instant::now();
-    while active(h, tenant) != version {
-        assert!(start.elapsed() < WAIT, "tenant {tenant} never switched to {version}: {}", h.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let switched = eventually(WAIT, || active(h, tenant) == version);
+    assert!(switched, "tenant {tenant} never switched to {version}: {}", h.stderr());
 }
 
 /// Posts one tool end for `tenant` and returns the version its delivery carries.
@@ -96,21 +92,15 @@ fn delivered_version(h: &Hostd, tenant: &str, n: u64) -> String {
     let (status, body) = h.post(Some(&format!("{tenant}-token")), "application/x-ndjson", ndjson(&[event]));
     assert_eq!(status, 202, "{body}");
     let key = body["idempotency_keys"][0].as_str().unwrap().to_string();
-    let start = Instant::now();
-    loop {
-        if let Some(d) =
-            read_jsonl(&h.path(&format!("{tenant}.jsonl"))).into_iter().find(|d| d["idempotency_key"] == key)
-        {
-            return d["policy_version"].as_str().unwrap().to_string();
-        }
-        assert!(start.elapsed() < WAIT, "event {key} was not delivered");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let out = h.path(&format!("{tenant}.jsonl"));
+    let found = poll(WAIT, || read_jsonl(&out).into_iter().find(|d| d["idempotency_key"] == key), Option::is_some);
+    let delivery = found.unwrap_or_else(|| panic!("event {key} was not delivered"));
+    delivery["policy_version"].as_str().unwrap().to_string()
 }
 
 #[test]
 fn swap_by_api_by_file_and_rollback() {
-    let h = start(&[("t1", "pass_through")], "");
+    let h = start(&[("t1", "pass_through")], None);
     let (a, b) = (version_of(&plugin("pass_through")), version_of(&plugin("redact_pii")));
     assert_eq!(active(&h, "t1"), a);
     assert_eq!(delivered_version(&h, "t1", 1), a);
@@ -158,7 +148,7 @@ fn swap_by_api_by_file_and_rollback() {
 
 #[test]
 fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
-    let h = start(&[("t1", "redact_pii")], "policy_tests = \"{dir}/expect-drop.jsonl\"\n");
+    let h = start(&[("t1", "redact_pii")], Some("{dir}/expect-drop.jsonl"));
     let v = version_of(&plugin("redact_pii"));
     let refuse = |bytes: Vec<u8>, config: Option<&str>, reason: &str| {
         let (status, body) = put_policy(&h, "t1", bytes, config);
@@ -178,11 +168,7 @@ fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
     // A broken file is refused the same way, and logged.
     std::fs::write(h.path("t1.wasm.tmp"), b"not wasm").unwrap();
     std::fs::rename(h.path("t1.wasm.tmp"), h.path("t1.wasm")).unwrap();
-    let start = Instant::now();
-    while !h.stderr().contains("policy swap refused") {
-        assert!(start.elapsed() < WAIT, "no refusal logged: {}", h.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(h.wait_for_log("policy swap refused", WAIT), "no refusal logged: {}", h.stderr());
     assert_eq!(active(&h, "t1"), v);
     assert_eq!(delivered_version(&h, "t1", 1), v);
     // Nothing to roll back to: every candidate was refused.
@@ -192,7 +178,7 @@ fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
 
 #[test]
 fn sighup_reloads_changed_policies_and_keeps_the_rest() {
-    let h = start(&[("t1", "pass_through"), ("t2", "pass_through")], "");
+    let h = start(&[("t1", "pass_through"), ("t2", "pass_through")], None);
     let b = version_of(&plugin("redact_pii"));
     // Point t1 at another file in the config; t2 unchanged.
     std::fs::copy(plugin("redact_pii"), h.path("other.wasm")).unwrap();
@@ -224,14 +210,10 @@ fn restart_with_a_warm_cache_loads_100_tenants() {
     let tenants: Vec<(String, &str)> =
         (0..100).map(|i| (format!("t{i}"), if i % 2 == 0 { "redact_pii" } else { "pass_through" })).collect();
     let refs: Vec<(&str, &str)> = tenants.iter().map(|(id, p)| (id.as_str(), *p)).collect();
-    let mut h = start(&refs, "");
+    let mut h = start(&refs, None);
     let cold = loaded_in(&h.stderr());
     h.restart();
-    let start = Instant::now();
-    while loaded_in(&h.stderr()).len() < 2 {
-        assert!(start.elapsed() < WAIT, "{}", h.stderr());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(eventually(WAIT, || loaded_in(&h.stderr()).len() >= 2), "{}", h.stderr());
     let times = loaded_in(&h.stderr());
     println!("100 tenants loaded: first start {:?} (compiled), restart {:?} (cache)", cold[0], times[1]);
     let cache = std::fs::read_dir(h.path("data/compiled")).unwrap().count();
@@ -251,7 +233,7 @@ fn loaded_in(stderr: &str) -> Vec<String> {
 
 #[test]
 fn swap_under_load_loses_nothing_and_versions_match() {
-    let h = start(&[("t1", "pass_through"), ("t2", "pass_through"), ("t3", "redact_pii")], "");
+    let h = start(&[("t1", "pass_through"), ("t2", "pass_through"), ("t3", "redact_pii")], None);
     let (a, b) = (version_of(&plugin("pass_through")), version_of(&plugin("redact_pii")));
     let v3 = b.clone();
     let url = h.url.clone();
@@ -381,20 +363,17 @@ fn swap_under_load_loses_nothing_and_versions_match() {
 #[test]
 fn idle_instances_are_freed_and_recreated_on_demand() {
     // ttl 1 s for t1 and t2; no budget pressure.
-    let config = format!(
-        "[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\npolicy_idle_ttl = \"1s\"\n{}{}",
-        tenant_block("t1", &plugin("redact_pii").display().to_string(), ""),
-        tenant_block("t2", &plugin("pass_through").display().to_string(), "")
-    );
-    let h = Hostd::with_config(&config, &[("ADMIN_TOKEN", ADMIN), ("TOKEN_T1", "t1-token"), ("TOKEN_T2", "t2-token")]);
+    let config = Config::new()
+        .admin_token("ADMIN_TOKEN", ADMIN)
+        .policy_idle_ttl("1s")
+        .tenant(tenant("t1", plugin("redact_pii")))
+        .tenant(tenant("t2", plugin("pass_through")));
+    let h = Hostd::from_config(&config);
     let idle = |t: &str| policy_status(&h, t)["instances_idle"].as_u64().unwrap();
     let v = version_of(&plugin("redact_pii"));
     assert_eq!(delivered_version(&h, "t1", 1), v);
-    let start = Instant::now();
-    while idle("t1") > 0 || idle("t2") > 0 {
-        assert!(start.elapsed() < WAIT, "idle instances were never freed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let freed = eventually(WAIT, || idle("t1") == 0 && idle("t2") == 0);
+    assert!(freed, "idle instances were never freed");
     // The compiled component stayed: the next event instantiates and is served.
     assert_eq!(delivered_version(&h, "t1", 2), v);
     assert!(idle("t1") >= 1);
@@ -404,34 +383,26 @@ fn idle_instances_are_freed_and_recreated_on_demand() {
 fn over_the_memory_budget_instances_are_not_kept() {
     // A budget smaller than one instance: no instance is ever kept, every event gets a
     // fresh one (slow, but served).
-    let config = format!(
-        "[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\npolicy_memory_budget = \"64KiB\"\n{}",
-        tenant_block("t1", &plugin("redact_pii").display().to_string(), "")
-    );
-    let h = Hostd::with_config(&config, &[("ADMIN_TOKEN", ADMIN), ("TOKEN_T1", "t1-token")]);
+    let config = Config::new()
+        .admin_token("ADMIN_TOKEN", ADMIN)
+        .policy_memory_budget("64KiB")
+        .tenant(tenant("t1", plugin("redact_pii")));
+    let h = Hostd::from_config(&config);
     let v = version_of(&plugin("redact_pii"));
     for n in 0..3 {
         assert_eq!(delivered_version(&h, "t1", n), v);
-        let start = Instant::now();
-        while policy_status(&h, "t1")["instances_idle"].as_u64().unwrap() > 0 {
-            assert!(start.elapsed() < WAIT, "the budget never freed the idle instance");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let freed = eventually(WAIT, || policy_status(&h, "t1")["instances_idle"].as_u64().unwrap() == 0);
+        assert!(freed, "the budget never freed the idle instance");
     }
 }
 
 #[test]
 fn admin_api_reports_calls_faults_by_kind_and_latency_per_tenant() {
-    let config = format!(
-        "[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n{}{}",
-        tenant_block(
-            "t1",
-            &plugin("hostile_trap_once").display().to_string(),
-            "[tenants.limits]\ndeadline = \"50ms\"\n"
-        ),
-        tenant_block("t2", &plugin("pass_through").display().to_string(), "")
-    );
-    let h = Hostd::with_config(&config, &[("ADMIN_TOKEN", ADMIN), ("TOKEN_T1", "t1-token"), ("TOKEN_T2", "t2-token")]);
+    let config = Config::new()
+        .admin_token("ADMIN_TOKEN", ADMIN)
+        .tenant(tenant("t1", plugin("hostile_trap_once")).deadline("50ms"))
+        .tenant(tenant("t2", plugin("pass_through")));
+    let h = Hostd::from_config(&config);
     let boom = json!({"event": "on_tool_end", "name": "boom", "run_id": "r1"});
     let fine = json!({"event": "on_tool_end", "name": "fine", "run_id": "r2"});
     let (status, body) = h.post(Some("t1-token"), "application/x-ndjson", ndjson(&[boom, fine.clone(), fine]));
@@ -454,7 +425,7 @@ fn admin_api_reports_calls_faults_by_kind_and_latency_per_tenant() {
 
 #[test]
 fn hostd_policy_cli_pushes_shows_and_rolls_back() {
-    let h = start(&[("t1", "pass_through")], "");
+    let h = start(&[("t1", "pass_through")], None);
     let (a, b) = (version_of(&plugin("pass_through")), version_of(&plugin("redact_pii")));
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(hostd_bin())

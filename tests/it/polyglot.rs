@@ -18,30 +18,12 @@ fn guest(name: &str) -> PathBuf {
 
 /// A tenant `id` (token `{id}-token` in `TOKEN_{ID}`) running `policy` with file routes
 /// `{dir}/{id}.{route}.jsonl`.
-fn tenant(id: &str, policy: &std::path::Path, policy_config: Option<&str>, routes: &[&str]) -> String {
-    let mut t = format!(
-        "[[tenants]]\nid = \"{id}\"\ntoken_env = \"TOKEN_{}\"\npolicy = \"{}\"\n",
-        id.to_uppercase(),
-        policy.display()
-    );
-    if let Some(c) = policy_config {
-        t.push_str(&format!("policy_config = {c}\n"));
-    }
-    for r in routes {
-        t.push_str(&format!("[tenants.routes.{r}]\ntype = \"file\"\npath = \"{{dir}}/{id}.{r}.jsonl\"\n"));
-    }
-    t
+fn tenant(id: &str, policy: &std::path::Path, routes: &[&str]) -> Tenant {
+    routes.iter().fold(Tenant::new(id, policy), |t, r| t.route(r, Route::file(&format!("{{dir}}/{id}.{r}.jsonl"))))
 }
 
-fn start(tenants: &[(&str, String)]) -> Hostd {
-    let mut config = "[server]\ndata_dir = \"{dir}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n".to_string();
-    let mut envs: Vec<(String, String)> = vec![("ADMIN_TOKEN".into(), ADMIN.into())];
-    for (id, t) in tenants {
-        config.push_str(t);
-        envs.push((format!("TOKEN_{}", id.to_uppercase()), format!("{id}-token")));
-    }
-    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    Hostd::with_config(&config, &envs)
+fn start(tenants: Vec<Tenant>) -> Hostd {
+    Hostd::from_config(&tenants.into_iter().fold(Config::new().admin_token("ADMIN_TOKEN", ADMIN), Config::tenant))
 }
 
 fn send(h: &Hostd, tenant: &str, events: &[Value]) {
@@ -88,9 +70,9 @@ fn ev(kind: &str, name: &str, run: &str, step: u64, metadata: Value, data: Value
 #[test]
 fn javascript_routes_billing_tools_and_strips_user_email() {
     let policy = guest("route_by_tool");
-    let h = start(&[
-        ("js", tenant("js", &policy, None, &["billing", "default"])),
-        ("jscfg", tenant("jscfg", &policy, Some("{ billing_tools = [\"crm_lookup\"] }"), &["billing", "default"])),
+    let h = start(vec![
+        tenant("js", &policy, &["billing", "default"]),
+        tenant("jscfg", &policy, &["billing", "default"]).policy_config(json!({"billing_tools": ["crm_lookup"]})),
     ]);
     let who = json!({"user_email": "ada@example.com", "thread_id": "th_91"});
     let events = vec![
@@ -147,7 +129,7 @@ fn javascript_routes_billing_tools_and_strips_user_email() {
 
 #[test]
 fn python_meters_llm_usage_and_drops_the_rest() {
-    let h = start(&[("py", tenant("py", &guest("usage_meter"), None, &["default"]))]);
+    let h = start(vec![tenant("py", &guest("usage_meter"), &["default"])]);
     let events = vec![
         // What the hostd LangChain client sends: the message's usage_metadata.
         ev(
@@ -196,11 +178,11 @@ fn python_meters_llm_usage_and_drops_the_rest() {
 #[test]
 fn c_allow_list_delivers_listed_kinds_unchanged() {
     let policy = guest("allow_list");
-    let h = start(&[
-        ("c", tenant("c", &policy, Some("{ allow = [\"on_tool_end\", \"on_llm_end\"] }"), &["default"])),
-        ("cdefault", tenant("cdefault", &policy, None, &["default"])),
+    let h = start(vec![
+        tenant("c", &policy, &["default"]).policy_config(json!({"allow": ["on_tool_end", "on_llm_end"]})),
+        tenant("cdefault", &policy, &["default"]),
         // The Rust pass-through delivers the standard envelope unchanged: the reference.
-        ("rust", tenant("rust", &plugin("pass_through"), None, &["default"])),
+        tenant("rust", &plugin("pass_through"), &["default"]),
     ]);
     let events = vec![
         ev(
@@ -254,13 +236,13 @@ fn c_allow_list_delivers_listed_kinds_unchanged() {
 #[test]
 fn hostd_check_refuses_a_bad_policy_config() {
     for (policy, config, error) in [
-        ("allow_list", "{ allow = \"on_tool_end\" }", "policy_config.allow must be an array of event kinds"),
-        ("route_by_tool", "{ billing_tools = [1] }", "policy_config.billing_tools must be an array of tool names"),
-        ("usage_meter", "{ route = 5 }", "policy_config.route must be a string"),
+        ("allow_list", json!({"allow": "on_tool_end"}), "policy_config.allow must be an array of event kinds"),
+        ("route_by_tool", json!({"billing_tools": [1]}), "policy_config.billing_tools must be an array of tool names"),
+        ("usage_meter", json!({"route": 5}), "policy_config.route must be a string"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hostd.toml");
-        let text = tenant("t", &guest(policy), Some(config), &["default"]);
+        let text = Config::new().tenant(tenant("t", &guest(policy), &["default"]).policy_config(config)).to_toml();
         std::fs::write(&path, text.replace("{dir}", dir.path().to_str().unwrap())).unwrap();
         let out = std::process::Command::new(hostd_bin())
             .args(["check", "--config", path.to_str().unwrap()])

@@ -11,54 +11,35 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// These tests run one at a time: the deadline test measures how promptly a guest is
 /// stopped, which other hostds compiling components on the same two cores would blur.
+/// The lock is this module's: the other modules' tests in the `it` binary do run beside
+/// these, which is why the deadline and the starved-host tests measure CPU time (the
+/// host's own measures), and the memory test the peak of its own hostd process.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// hostd with tenant `evil` running `guest` (with `limits`) and tenant `good` running
-/// pass-through, both writing to files in the temp dir.
-fn start(guest: &str, limits: &str) -> Hostd {
-    let config = format!(
-        r#"
-[server]
-data_dir = "{{dir}}/data"
-admin_token_env = "ADMIN_TOKEN"
-
-[[tenants]]
-id = "evil"
-token_env = "EVIL_TOKEN"
-policy = "{evil}"
-[tenants.limits]
-{limits}
-[tenants.routes.default]
-type = "file"
-path = "{{dir}}/evil.jsonl"
-
-[[tenants]]
-id = "good"
-token_env = "GOOD_TOKEN"
-policy = "{good}"
-[tenants.routes.default]
-type = "file"
-path = "{{dir}}/good.jsonl"
-"#,
-        evil = plugin(guest).display(),
-        good = plugin("pass_through").display(),
-    );
-    Hostd::with_config(&config, &[("EVIL_TOKEN", EVIL), ("GOOD_TOKEN", GOOD), ("ADMIN_TOKEN", ADMIN)])
+/// Tenant `evil` running `guest`, delivering to `{dir}/evil.jsonl`.
+fn evil(guest: &str) -> Tenant {
+    Tenant::new("evil", plugin(guest)).token("EVIL_TOKEN", EVIL).route("default", Route::file("{dir}/evil.jsonl"))
 }
 
-/// hostd with one tenant `id` running `guest`, `extra` TOML lines in its table, and a
-/// file route `{dir}/{id}.jsonl`.
-fn one_tenant(id: &str, token_env: &str, guest: &str, extra: &str) -> String {
-    format!(
-        "[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\n[[tenants]]\nid = \"{id}\"\n\
-         token_env = \"{token_env}\"\npolicy = \"{}\"\n{extra}[tenants.routes.default]\ntype = \"file\"\n\
-         path = \"{{dir}}/{id}.jsonl\"\n",
-        plugin(guest).display()
-    )
+/// Tenant `good` running pass-through, delivering to `{dir}/good.jsonl`.
+fn good() -> Tenant {
+    Tenant::new("good", plugin("pass_through"))
+        .token("GOOD_TOKEN", GOOD)
+        .route("default", Route::file("{dir}/good.jsonl"))
+}
+
+/// hostd with just `tenant`.
+fn alone(tenant: Tenant) -> Hostd {
+    Hostd::from_config(&Config::new().admin_token("ADMIN_TOKEN", ADMIN).tenant(tenant))
+}
+
+/// hostd with tenant `evil` (running a hostile guest) and tenant `good` (pass-through).
+fn start(evil: Tenant) -> Hostd {
+    Hostd::from_config(&Config::new().admin_token("ADMIN_TOKEN", ADMIN).tenant(evil).tenant(good()))
 }
 
 fn dead_letters(h: &Hostd) -> Vec<Value> {
@@ -121,7 +102,7 @@ fn cpu_and_elapsed(error: &str) -> (Duration, Duration) {
 #[test]
 fn infinite_loop_hits_the_deadline() {
     let _serial = serial();
-    let mut h = start("hostile_deadline_loop", r#"deadline = "50ms""#);
+    let mut h = start(evil("hostile_deadline_loop").deadline("50ms"));
     let letters = provoke(&mut h, "spin");
     assert_eq!(letters.len(), 1);
     assert_letter(&letters[0], "deadline");
@@ -141,7 +122,7 @@ fn infinite_loop_hits_the_deadline() {
 #[test]
 fn memory_bomb_hits_the_cap() {
     let _serial = serial();
-    let mut h = start("hostile_memory_bomb", r#"memory = "8MiB""#);
+    let mut h = start(evil("hostile_memory_bomb").memory("8MiB"));
     let letters = provoke(&mut h, "bomb");
     assert_eq!(letters.len(), 1);
     assert_letter(&letters[0], "memory");
@@ -151,7 +132,7 @@ fn memory_bomb_hits_the_cap() {
 #[test]
 fn trap_dead_letters_and_the_next_event_gets_a_fresh_instance() {
     let _serial = serial();
-    let mut h = start("hostile_trap_once", "");
+    let mut h = start(evil("hostile_trap_once"));
     let ok = |h: &Hostd, run: &str, step: u64| {
         let ev = json!({"event": "on_tool_end", "name": "fine", "run_id": run, "step": step});
         assert_eq!(h.post_json(Some(EVIL), &ev).0, 202);
@@ -179,7 +160,7 @@ fn trap_dead_letters_and_the_next_event_gets_a_fresh_instance() {
 #[test]
 fn unknown_route_is_dead_lettered() {
     let _serial = serial();
-    let mut h = start("hostile_unknown_route", "");
+    let mut h = start(evil("hostile_unknown_route"));
     let letters = provoke(&mut h, "anything");
     assert_letter(&letters[0], "unknown_route");
     assert!(letters[0]["last_error"].as_str().unwrap().contains("route `nowhere`"));
@@ -188,7 +169,7 @@ fn unknown_route_is_dead_lettered() {
 #[test]
 fn oversize_output_is_dead_lettered() {
     let _serial = serial();
-    let mut h = start("hostile_oversize", "");
+    let mut h = start(evil("hostile_oversize"));
     let letters = provoke(&mut h, "big");
     assert_letter(&letters[0], "oversize_output");
     // 17 deliveries against the default limit of 16.
@@ -201,7 +182,7 @@ fn oversize_output_is_dead_lettered() {
 #[test]
 fn garbage_payload_is_dead_lettered() {
     let _serial = serial();
-    let mut h = start("hostile_garbage_json", "");
+    let mut h = start(evil("hostile_garbage_json"));
     let letters = provoke(&mut h, "junk");
     assert_letter(&letters[0], "malformed_payload");
 }
@@ -209,8 +190,7 @@ fn garbage_payload_is_dead_lettered() {
 #[test]
 fn on_policy_error_drop_drops_without_a_dead_letter() {
     let _serial = serial();
-    let config = one_tenant("evil", "EVIL_TOKEN", "hostile_garbage_json", "on_policy_error = \"drop\"\n");
-    let h = Hostd::with_config(&config, &[("EVIL_TOKEN", EVIL), ("ADMIN_TOKEN", ADMIN)]);
+    let h = alone(evil("hostile_garbage_json").on_policy_error("drop"));
     assert_eq!(h.post_json(Some(EVIL), &tool_end("r", "r", 0, json!(null))).0, 202);
     std::thread::sleep(Duration::from_millis(100));
     assert!(dead_letters(&h).is_empty());
@@ -245,7 +225,7 @@ fn aliased_output_cannot_make_the_host_allocate() {
     let _serial = serial();
     // The guest's own work (building a million aliases) takes a few ms of CPU: a
     // generous deadline keeps this test about memory, not time.
-    let mut h = start("hostile_aliased_output", r#"deadline = "500ms""#);
+    let mut h = start(evil("hostile_aliased_output").deadline("500ms"));
     // Warm up: one normal event, so the peak below is the attack's, not startup's.
     assert_eq!(h.post_json(Some(EVIL), &evil_event("fine", 1)).0, 202);
     let (peak_before, _) = rss(h.pid());
@@ -286,7 +266,7 @@ fn aliased_output_cannot_make_the_host_allocate() {
 #[test]
 fn guest_errors_are_capped_and_escaped() {
     let _serial = serial();
-    let mut h = start("hostile_aliased_output", "");
+    let mut h = start(evil("hostile_aliased_output"));
     let letters = provoke(&mut h, "long-error");
     assert_letter(&letters[0], "guest_error");
     let err = letters[0]["last_error"].as_str().unwrap();
@@ -304,12 +284,9 @@ fn guest_errors_are_capped_and_escaped() {
 #[test]
 fn guest_log_lines_cannot_forge_lines() {
     let _serial = serial();
-    let h = start("hostile_aliased_output", "");
+    let h = start(evil("hostile_aliased_output"));
     assert_eq!(h.post_json(Some(EVIL), &evil_event("log-injection", 1)).0, 202);
-    let start = std::time::Instant::now();
-    while !h.stderr().contains("innocent") && start.elapsed() < WAIT {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    h.wait_for_log("innocent", WAIT);
     let log = h.stderr();
     assert!(log.contains("innocent\\nERROR tenant=good forged"), "escaped in place:\n{log}");
     assert!(!log.lines().any(|l| l.starts_with("ERROR tenant=good")), "no forged line:\n{log}");
@@ -323,9 +300,7 @@ fn a_host_starved_of_cpu_never_faults_a_cheap_policy() {
     let _serial = serial();
     // The wall-clock guard is another knob (default 1 s): set far out of the way, so this
     // test is only about how the deadline counts CPU time.
-    let limits = "[tenants.limits]\ndeadline = \"1ms\"\nwall_deadline = \"60s\"\n";
-    let config = one_tenant("good", "GOOD_TOKEN", "pass_through", limits);
-    let h = Hostd::with_config(&config, &[("GOOD_TOKEN", GOOD), ("ADMIN_TOKEN", ADMIN)]);
+    let h = alone(good().deadline("1ms").wall_deadline("60s"));
     let pin = std::process::Command::new("taskset")
         .args(["-a", "-p", "-c", "0", &h.pid().to_string()])
         .output()

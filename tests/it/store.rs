@@ -8,57 +8,29 @@ use hostd_e2e::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ADMIN: &str = "admin-token";
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A tenant `id` (token `{id}-token`) whose policy delivers to one webhook route.
-fn tenant(id: &str, policy: &str, policy_config: &str, url: &str, extra: &str) -> String {
-    format!(
-        "[[tenants]]\nid = \"{id}\"\ntoken_env = \"TOKEN_{}\"\npolicy = \"{}\"\npolicy_config = {policy_config}\n{extra}\n\
-         [tenants.routes.default]\ntype = \"webhook\"\nurl = \"{url}\"\nsecret_env = [\"WH\"]\nretry = [\"20ms\"]\n",
-        id.to_uppercase(),
-        plugin(policy).display()
-    )
+fn tenant(id: &str, policy: &str, url: &str) -> Tenant {
+    let route = Route::webhook(url, "WH").secret_envs(&["WH"]).retry(&["20ms"]);
+    Tenant::new(id, plugin(policy)).route("default", route)
 }
 
-fn config(server: &str, tenants: &[String]) -> String {
-    let mut c = format!("[server]\ndata_dir = \"{{dir}}/data\"\nadmin_token_env = \"ADMIN_TOKEN\"\nallow_private_targets = true\n{server}\n");
-    for t in tenants {
-        c.push_str(t);
-    }
-    c
-}
-
-fn envs(ids: &[&str]) -> Vec<(String, String)> {
-    let mut e = vec![("ADMIN_TOKEN".to_string(), ADMIN.to_string()), ("WH".into(), "whsec_c2VjcmV0".into())];
-    e.extend(ids.iter().map(|id| (format!("TOKEN_{}", id.to_uppercase()), token(id))));
-    e
-}
-
-fn refs(e: &[(String, String)]) -> Vec<(&str, &str)> {
-    e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
-fn token(id: &str) -> String {
-    format!("{id}-token")
+fn config(tenants: Vec<Tenant>) -> Config {
+    let server = Config::new().admin_token("ADMIN_TOKEN", ADMIN).allow_private_targets().env("WH", "whsec_c2VjcmV0");
+    tenants.into_iter().fold(server, Config::tenant)
 }
 
 fn send(h: &Hostd, tenant: &str, events: &[Value]) {
-    let (status, body) = h.post(Some(&token(tenant)), "application/x-ndjson", ndjson(events));
+    let (status, body) = h.post(Some(&tenant_token(tenant)), "application/x-ndjson", ndjson(events));
     assert_eq!(status, 202, "{body}");
 }
 
 fn dlq_of(h: &Hostd, tenant: &str, n: usize) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let got: Vec<Value> = h.dlq(ADMIN).into_iter().filter(|e| e["tenant"] == tenant).collect();
-        if got.len() >= n || start.elapsed() > WAIT {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    h.wait_dlq_of(ADMIN, tenant, n, WAIT)
 }
 
 fn admin(h: &Hostd, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -71,17 +43,6 @@ fn admin(h: &Hostd, token: &str, method: reqwest::Method, path: &str, body: Opti
     (status, resp.json().unwrap_or(Value::Null))
 }
 
-fn cli(h: &Hostd, token: &str, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(hostd_bin())
-        .arg("dlq")
-        .args(args)
-        .args(["--url", &h.url, "--token", token])
-        .env_remove("HOSTD_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).permissions().mode() & 0o777
 }
@@ -90,43 +51,38 @@ fn mode(p: &Path) -> u32 {
 fn a_stale_dlq_id_never_reaches_another_tenants_entry() {
     let rx = Receiver::start(|_, _| Reply::status(422).with_body("no"));
     let url = |p: &str| format!("{}/{p}", rx.url);
-    let e = envs(&["acme", "globex"]);
-    let h = Hostd::with_config(
-        &config(
-            "",
-            &[
-                tenant("acme", "pass_through", "{}", &url("a"), ""),
-                tenant("globex", "pass_through", "{}", &url("g"), ""),
-            ],
-        ),
-        &refs(&e),
-    );
+    let h = Hostd::from_config(&config(vec![
+        tenant("acme", "pass_through", &url("a")),
+        tenant("globex", "pass_through", &url("g")),
+    ]));
     send(&h, "acme", &[tool_end("ra", "a1", 0, json!({}))]);
     let stale = dlq_of(&h, "acme", 1)[0]["id"].as_i64().unwrap();
     // acme deletes its (highest) entry; globex's next dead letter must not take the id.
-    let (status, body) = admin(&h, &token("acme"), reqwest::Method::DELETE, &format!("/admin/v1/dlq/{stale}"), None);
+    let (status, body) =
+        admin(&h, &tenant_token("acme"), reqwest::Method::DELETE, &format!("/admin/v1/dlq/{stale}"), None);
     assert_eq!((status, &body["purged"]), (200, &json!(1)), "{body}");
     send(&h, "globex", &[tool_end("rg", "g1", 0, json!({"globex": true}))]);
     let globex_id = dlq_of(&h, "globex", 1)[0]["id"].as_i64().unwrap();
     assert!(globex_id > stale, "globex's entry took the purged id {stale}");
 
     // acme's stale id, by acme and by the admin: replay and delete find nothing.
-    for who in [token("acme"), ADMIN.to_string()] {
-        let (ok, _, err) = cli(&h, &who, &["replay", &stale.to_string(), "--as-is"]);
+    for who in [tenant_token("acme"), ADMIN.to_string()] {
+        let (ok, _, err) = dlq_cli(&h, &who, &["replay", &stale.to_string(), "--as-is"]);
         assert!(!ok && err.contains("HTTP 404"), "{err}");
-        let (ok, _, err) = cli(&h, &who, &["replay", &stale.to_string(), "--through-policy"]);
+        let (ok, _, err) = dlq_cli(&h, &who, &["replay", &stale.to_string(), "--through-policy"]);
         assert!(!ok && err.contains("HTTP 404"), "{err}");
-        let (ok, _, err) = cli(&h, &who, &["purge", &stale.to_string()]);
+        let (ok, _, err) = dlq_cli(&h, &who, &["purge", &stale.to_string()]);
         assert!(!ok && err.contains("HTTP 404"), "{err}");
         let (status, _) = admin(&h, &who, reqwest::Method::DELETE, &format!("/admin/v1/dlq/{stale}"), None);
         assert_eq!(status, 404);
     }
     // acme naming globex's id is refused and changes nothing.
-    let (ok, _, err) = cli(&h, &token("acme"), &["purge", &globex_id.to_string()]);
+    let (ok, _, err) = dlq_cli(&h, &tenant_token("acme"), &["purge", &globex_id.to_string()]);
     assert!(!ok && err.contains("HTTP 403"), "{err}");
-    let (status, _) = admin(&h, &token("acme"), reqwest::Method::DELETE, &format!("/admin/v1/dlq/{globex_id}"), None);
+    let (status, _) =
+        admin(&h, &tenant_token("acme"), reqwest::Method::DELETE, &format!("/admin/v1/dlq/{globex_id}"), None);
     assert_eq!(status, 403);
-    let (ok, out, _) = cli(&h, &token("acme"), &["purge", "--all"]);
+    let (ok, out, _) = dlq_cli(&h, &tenant_token("acme"), &["purge", "--all"]);
     assert!(ok && out.contains("\"purged\":0"), "{out}");
     let left = dlq_of(&h, "globex", 1);
     assert_eq!(left.len(), 1);
@@ -136,10 +92,9 @@ fn a_stale_dlq_id_never_reaches_another_tenants_entry() {
 
 #[test]
 fn data_dir_and_spool_files_are_private() {
-    let e = envs(&["acme"]);
     let rx = Receiver::start(|_, _| Reply::ok());
-    let text = config("", &[tenant("acme", "pass_through", "{}", &format!("{}/d", rx.url), "")]);
-    let h = Hostd::with_config(&text, &refs(&e));
+    let config = config(vec![tenant("acme", "pass_through", &format!("{}/d", rx.url))]);
+    let h = Hostd::from_config(&config);
     send(&h, "acme", &[tool_end("r", "r1", 0, json!({}))]);
     rx.wait_delivered("d", 1, WAIT);
     let data = h.path("data");
@@ -150,7 +105,7 @@ fn data_dir_and_spool_files_are_private() {
     }
 
     // A data_dir left wide by an older hostd is tightened at startup, and the log says so.
-    let h2 = Hostd::with_config_files(&text, &refs(&e), |dir| {
+    let h2 = Hostd::with_config_files(&config.to_toml(), &config.envs(), |dir| {
         let data = dir.join("data");
         std::fs::create_dir(&data).unwrap();
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -176,18 +131,11 @@ fn spool_contains(data: &Path, needle: &str) -> bool {
 fn keep_original_false_stores_no_raw_event() {
     // Every delivery fails for good, so each event ends in the DLQ.
     let rx = Receiver::start(|_, _| Reply::status(422));
-    let redact = r#"{ patterns = { marker = "MARKER-[0-9a-f]+" } }"#;
-    let e = envs(&["lean", "full"]);
-    let h = Hostd::with_config(
-        &config(
-            "",
-            &[
-                tenant("lean", "redact_pii", redact, &format!("{}/lean", rx.url), "keep_original = false"),
-                tenant("full", "redact_pii", redact, &format!("{}/full", rx.url), ""),
-            ],
-        ),
-        &refs(&e),
-    );
+    let redact = json!({"patterns": {"marker": "MARKER-[0-9a-f]+"}});
+    let h = Hostd::from_config(&config(vec![
+        tenant("lean", "redact_pii", &format!("{}/lean", rx.url)).policy_config(&redact).keep_original(false),
+        tenant("full", "redact_pii", &format!("{}/full", rx.url)).policy_config(&redact),
+    ]));
     let lean_marker = "MARKER-1ea17ea1";
     let full_marker = "MARKER-f0110f01";
     send(&h, "lean", &[tool_end("root", "r1", 0, json!({"output": format!("ticket {lean_marker}")}))]);
@@ -205,19 +153,17 @@ fn keep_original_false_stores_no_raw_event() {
 
     // Replay through the policy is refused, naming the tenant and the setting; as-is works.
     let id = lean[0]["id"].to_string();
-    let (ok, _, err) = cli(&h, ADMIN, &["replay", &id, "--through-policy"]);
+    let (ok, _, err) = dlq_cli(&h, ADMIN, &["replay", &id, "--through-policy"]);
     assert!(!ok && err.contains("HTTP 409") && err.contains("`lean`") && err.contains("keep_original"), "{err}");
-    let (ok, _, err) = cli(&h, ADMIN, &["replay", "--all", "--through-policy"]);
+    let (ok, _, err) = dlq_cli(&h, ADMIN, &["replay", "--all", "--through-policy"]);
     assert!(!ok && err.contains("`lean`"), "{err}");
-    let (ok, out, err) = cli(&h, &token("lean"), &["replay", &id, "--as-is"]);
+    let (ok, out, err) = dlq_cli(&h, &tenant_token("lean"), &["replay", &id, "--as-is"]);
     assert!(ok && out.contains("\"replayed\":1"), "{out}{err}");
 }
 
 #[test]
 fn the_dlq_listing_is_paged_and_the_cli_follows_it() {
-    let e = envs(&["acme"]);
-    let h =
-        Hostd::with_config(&config("", &[tenant("acme", "hostile_unknown_route", "{}", "http://x", "")]), &refs(&e));
+    let h = Hostd::from_config(&config(vec![tenant("acme", "hostile_unknown_route", "http://x")]));
     let events: Vec<Value> = (0..250).map(|i| tool_end("root", &format!("r{i}"), i, json!({}))).collect();
     send(&h, "acme", &events);
 
@@ -233,13 +179,13 @@ fn the_dlq_listing_is_paged_and_the_cli_follows_it() {
     let (status, err) = admin(&h, ADMIN, reqwest::Method::GET, "/admin/v1/dlq?limit=1001", None);
     assert!(status == 400 && err["error"]["message"].as_str().unwrap().contains("limit"), "{err}");
 
-    let (ok, out, err) = cli(&h, ADMIN, &["list"]);
+    let (ok, out, err) = dlq_cli(&h, ADMIN, &["list"]);
     assert!(ok, "{err}");
     let ids: Vec<i64> =
         out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_i64().unwrap()).collect();
     assert_eq!(ids.len(), 250);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order, each once");
-    let (ok, out, _) = cli(&h, ADMIN, &["list", "--limit", "120"]);
+    let (ok, out, _) = dlq_cli(&h, ADMIN, &["list", "--limit", "120"]);
     assert!(ok);
     assert_eq!(out.lines().count(), 120);
 
@@ -247,31 +193,23 @@ fn the_dlq_listing_is_paged_and_the_cli_follows_it() {
     let many: Vec<i64> = (1..=1001).collect();
     let (status, _) = admin(&h, ADMIN, reqwest::Method::POST, "/admin/v1/dlq/purge", Some(json!({"ids": many})));
     assert_eq!(status, 400);
-    let (ok, out, _) = cli(&h, ADMIN, &["purge", "--all"]);
+    let (ok, out, _) = dlq_cli(&h, ADMIN, &["purge", "--all"]);
     assert!(ok && out.contains("\"purged\":250"), "{out}");
 }
 
 #[test]
 fn a_second_hostd_on_the_same_data_dir_exits_naming_it() {
-    let e = envs(&["acme"]);
-    let first = Hostd::with_config(&config("", &[tenant("acme", "pass_through", "{}", "http://x", "")]), &refs(&e));
+    let config = config(vec![tenant("acme", "pass_through", "http://x")]);
+    let first = Hostd::from_config(&config);
     let mut second = Command::new(hostd_bin())
         .args(["--config", first.path("hostd.toml").to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .current_dir(first.dir.path())
-        .envs(refs(&e))
+        .envs(config.envs())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while second.try_wait().unwrap().is_none() {
-        if start.elapsed() > WAIT {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("a second hostd is running on the same data_dir");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(wait_for_exit(&mut second, WAIT), "a second hostd is running on the same data_dir");
     let out = second.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "the second hostd must not run: {err}");
@@ -284,26 +222,20 @@ fn a_second_hostd_on_the_same_data_dir_exits_naming_it() {
 #[test]
 fn depth_gauges_follow_the_store_after_every_delivery_dead_letters() {
     let rx = Receiver::start(|_, _| Reply::status(503));
-    let e = envs(&["acme"]);
-    let h = Hostd::with_config(
-        &config("", &[tenant("acme", "pass_through", "{}", &format!("{}/d", rx.url), "")]),
-        &refs(&e),
-    );
+    let h = Hostd::from_config(&config(vec![tenant("acme", "pass_through", &format!("{}/d", rx.url))]));
     let n = 300;
     let events: Vec<Value> = (0..n).map(|i| tool_end("root", &format!("r{i}"), i, json!({}))).collect();
     send(&h, "acme", &events);
     assert_eq!(dlq_of(&h, "acme", n as usize).len(), n as usize, "every delivery dead-lettered");
     let want = ["hostd_spool_depth 0".to_string(), format!("hostd_dlq_depth {n}")];
-    let start = Instant::now();
-    loop {
+    let probe = || {
         let metrics = reqwest::blocking::get(format!("{}/metrics", h.url)).unwrap().text().unwrap();
         let missing: Vec<&String> = want.iter().filter(|w| !metrics.lines().any(|l| l == w.as_str())).collect();
-        if missing.is_empty() {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5), "/metrics lacks {missing:?}:\n{metrics}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (missing, metrics)
+    };
+    let (missing, metrics) =
+        poll_every(Duration::from_millis(100), Duration::from_secs(5), probe, |(m, _)| m.is_empty());
+    assert!(missing.is_empty(), "/metrics lacks {missing:?}:\n{metrics}");
     let ready: Value = reqwest::blocking::get(format!("{}/readyz", h.url)).unwrap().json().unwrap();
     assert_eq!((ready["spool_depth"].as_u64(), ready["dlq_depth"].as_u64()), (Some(0), Some(n)));
 }
@@ -354,8 +286,7 @@ fn readyz(h: &Hostd) -> (u16, Value) {
 #[test]
 fn readyz_fails_while_the_spool_cannot_write_and_recovers() {
     let rx = Receiver::start(|_, _| Reply::ok());
-    let e = envs(&["acme"]);
-    let text = config("", &[tenant("acme", "pass_through", "{}", &format!("{}/d", rx.url), "")]);
+    let config = config(vec![tenant("acme", "pass_through", &format!("{}/d", rx.url))]);
     let holder = tempfile::tempdir().unwrap();
     let mount_at = holder.path().join("data");
     let Some(_fs) = Tmpfs::mount(&mount_at, "32m") else {
@@ -363,7 +294,7 @@ fn readyz_fails_while_the_spool_cannot_write_and_recovers() {
         return;
     };
     let data = mount_at.display().to_string();
-    let h = Hostd::with_config(&text.replace("{dir}/data", &data), &refs(&e));
+    let h = Hostd::from_config(&config.data_dir(&data));
     send(&h, "acme", &[tool_end("root", "r0", 0, json!({}))]);
     assert_eq!(readyz(&h).0, 200);
 
@@ -371,8 +302,11 @@ fn readyz_fails_while_the_spool_cannot_write_and_recovers() {
     let big = json!({"blob": "x".repeat(200 << 10)});
     let mut refused = false;
     for i in 1..20 {
-        let (status, body) =
-            h.post(Some(&token("acme")), "application/x-ndjson", ndjson(&[tool_end("root", "r", i, big.clone())]));
+        let (status, body) = h.post(
+            Some(&tenant_token("acme")),
+            "application/x-ndjson",
+            ndjson(&[tool_end("root", "r", i, big.clone())]),
+        );
         if status == 503 {
             assert!(body["error"]["message"].as_str().unwrap_or("").contains("full"), "{body}");
             refused = true;
@@ -386,11 +320,7 @@ fn readyz_fails_while_the_spool_cannot_write_and_recovers() {
 
     // Room again: the next readiness check probes, finds the spool writing, and ingest works.
     std::fs::remove_file(filler).unwrap();
-    let start = Instant::now();
-    while readyz(&h).0 != 200 {
-        assert!(start.elapsed() < WAIT, "readyz did not recover: {:?}", readyz(&h));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(eventually(WAIT, || readyz(&h).0 == 200), "readyz did not recover: {:?}", readyz(&h));
     send(&h, "acme", &[tool_end("root", "after", 100, json!({}))]);
     drop(h); // before the tmpfs is unmounted
 }
