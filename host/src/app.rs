@@ -10,7 +10,7 @@ use crate::policy::live::{LivePolicy, PolicyStats};
 use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyInstancePool};
 use crate::record::{Delivery, TenantId};
 use crate::sinks;
-use crate::spool::{AcceptItem, Accepted, NewDelivery, Shaped, Spool, SpoolError};
+use crate::store::{AcceptItem, Accepted, Shaped, SqliteStore, Store, StoreError, UNASSIGNED_ID};
 use crate::swap::PolicySource;
 use crate::telemetry::metrics_names as m;
 use anyhow::{anyhow, Context};
@@ -51,7 +51,7 @@ pub struct App {
     admin_token: Option<TenantTokens>,
     /// `server.metrics_token_env`: what `/metrics` requires, when set.
     metrics_token: Option<TenantTokens>,
-    spool: Arc<Spool>,
+    spool: Arc<dyn Store>,
     deliverer: Deliverer,
     body_limit: u64,
     dedupe_window: Duration,
@@ -70,14 +70,14 @@ impl App {
     pub fn build(config: &Config) -> crate::Result<App> {
         config.validate_shape()?;
         // First: the spool locks data_dir (one hostd per spool) and makes it private.
-        let spool = Arc::new(Spool::open(&config.server.data_dir, config.server.durability)?);
+        let spool: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.server.data_dir, config.server.durability)?);
         let secrets = config.read_secrets().map_err(|problems| anyhow!("{}", problems.join("; ")))?;
         for warning in &secrets.warnings {
             tracing::warn!("{warning}");
         }
         let egress = config.server.egress();
         let compiled = config.server.data_dir.join("compiled");
-        crate::spool::data_dir::secure_cache_dir(&compiled)?;
+        crate::store::data_dir::secure_cache_dir(&compiled)?;
         let engine = PolicyEngine::new()?.with_disk_cache(&compiled)?;
         // Each load keeps the instance `configure` ran on only while it fits the budget,
         // so starting 1,000 tenants does not hold 1,000 instances.
@@ -170,7 +170,7 @@ impl App {
         self.tenants.iter().position(|t| &*t.id == id)
     }
 
-    pub fn spool(&self) -> &Arc<Spool> {
+    pub fn spool(&self) -> &Arc<dyn Store> {
         &self.spool
     }
 
@@ -187,7 +187,7 @@ impl App {
     /// faults, the idempotency keys for dedupe. Only after that commit may the caller
     /// answer 202. A policy fault is dead-lettered (or dropped, per the tenant's
     /// `on_policy_error`); nothing is ever delivered unshaped.
-    pub async fn accept(&self, tenant_index: usize, events: Vec<AcceptedEvent>) -> Result<Vec<Accepted>, SpoolError> {
+    pub async fn accept(&self, tenant_index: usize, events: Vec<AcceptedEvent>) -> Result<Vec<Accepted>, StoreError> {
         let tenant = &self.tenants[tenant_index];
         let policy = tenant.policy();
         let outcomes = {
@@ -222,11 +222,19 @@ impl App {
             }
             Ok(Outcome::Deliver(list)) => Shaped::Deliver(
                 list.into_iter()
-                    .map(|d| NewDelivery {
+                    .map(|d| Delivery {
+                        id: UNASSIGNED_ID,
+                        tenant: tenant.id.clone(),
                         route: d.route,
+                        idempotency_key: event.idempotency_key.clone(),
+                        event: event.event.kind.clone(),
                         key: d.key.unwrap_or_else(|| event.event.root_run_id.clone()),
+                        policy_version: policy.version().clone(),
                         redactions: d.redactions,
                         payload: d.payload,
+                        attempts: 0,
+                        next_attempt_ms: 0,
+                        created_ms: 0,
                     })
                     .collect(),
             ),
@@ -270,7 +278,7 @@ impl App {
 
     /// Resumes what the spool holds from before a restart.
     pub async fn resume(&self) -> crate::Result<usize> {
-        let pending = self.spool.pending().await?;
+        let pending = self.spool.claim_pending().await?;
         let n = pending.len();
         self.dispatch(pending).await;
         Ok(n)

@@ -1,7 +1,7 @@
 //! hostd: takes the events LangChain / LangGraph agents emit, runs each through the
 //! tenant's sandboxed Wasm policy, and delivers what the policy keeps.
 //!
-//! Data moves forward only: [`ingest`] → [`policy`] → [`spool`] → [`delivery`] → [`sinks`].
+//! Data moves forward only: [`ingest`] → [`policy`] → [`store`] → [`delivery`] → [`sinks`].
 //! [`app`] wires the stages together; [`swap`] replaces a tenant's policy while it runs;
 //! `main.rs` only parses the command line.
 // One `unsafe` in the crate: loading compiled components from hostd's own cache
@@ -27,7 +27,7 @@ pub mod record;
 pub mod server;
 pub mod signing;
 pub mod sinks;
-pub mod spool;
+pub mod store;
 pub mod swap;
 pub mod telemetry;
 pub mod text;

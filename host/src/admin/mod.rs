@@ -14,7 +14,7 @@ use crate::api_error::ApiError;
 use crate::app::{evaluate_all, App};
 use crate::clock::now_ms;
 use crate::event::parse_event;
-use crate::spool::{DlqEntry, DlqFilter};
+use crate::store::{DlqEntry, DlqFilter};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -106,7 +106,7 @@ fn forbidden(tenant: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("this token may not see tenant `{tenant}`'s entries"))
 }
 
-fn spool_error(e: crate::spool::SpoolError) -> ApiError {
+fn spool_error(e: crate::store::StoreError) -> ApiError {
     ApiError::unavailable(e.to_string())
 }
 
