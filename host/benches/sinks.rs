@@ -14,8 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use hostd::config::{DeliveryOptions, Durability, KafkaConfig, RedisStreamConfig, RouteConfig, RouteKind};
 use hostd::delivery::Deliverer;
-use hostd::record::TenantId;
-use hostd::spool::{AcceptItem, NewDelivery, Shaped, Spool};
+use hostd::record::{Delivery, TenantId};
+use hostd::store::{AcceptItem, Shaped, SqliteStore, Store, UNASSIGNED_ID};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -58,8 +58,10 @@ fn route(stream: &str, concurrency: usize) -> RouteConfig {
     }
 }
 
-/// Puts N shaped deliveries for `route` into `spool`, as ingest would.
-async fn fill_spool(spool: &Spool, tenant: &TenantId, route: &str) {
+/// Puts N shaped deliveries for `route` into `spool`, as ingest would; returns them
+/// (held by this process, as ingest hands them to the route queues).
+async fn fill_spool(spool: &dyn Store, tenant: &TenantId, route: &str) -> Vec<Delivery> {
+    let mut spooled = Vec::with_capacity(N);
     for chunk in (0..N).collect::<Vec<_>>().chunks(BATCH) {
         let items = chunk
             .iter()
@@ -68,16 +70,26 @@ async fn fill_spool(spool: &Spool, tenant: &TenantId, route: &str) {
                 event_kind: "on_tool_end".into(),
                 policy_version: Arc::from("bench"),
                 event: Some(RawValue::from_string("{}".into()).unwrap()),
-                shaped: Shaped::Deliver(vec![NewDelivery {
+                shaped: Shaped::Deliver(vec![Delivery {
+                    id: UNASSIGNED_ID,
+                    tenant: tenant.clone(),
                     route: route.into(),
+                    idempotency_key: format!("k{i}"),
+                    event: "on_tool_end".into(),
                     key: format!("run{}", i % 50),
+                    policy_version: Arc::from("bench"),
                     redactions: vec![],
                     payload: RawValue::from_string(payload(i)).unwrap(),
+                    attempts: 0,
+                    next_attempt_ms: 0,
+                    created_ms: 0,
                 }]),
             })
             .collect();
-        spool.accept(tenant.clone(), items, Duration::from_secs(60)).await.unwrap();
+        let accepted = spool.accept(tenant.clone(), items, Duration::from_secs(60)).await.unwrap();
+        spooled.extend(accepted.into_iter().flat_map(|a| a.deliveries));
     }
+    spooled
 }
 
 #[tokio::main]
@@ -120,10 +132,9 @@ async fn main() {
 
     // Sink stage: N shaped deliveries in the spool, then the route queue drains them.
     let tmp = tempfile::tempdir().unwrap();
-    let spool = Arc::new(Spool::open(tmp.path(), Durability::Os).unwrap());
+    let spool: Arc<dyn Store> = Arc::new(SqliteStore::open(tmp.path(), Durability::Os).unwrap());
     let tenant = TenantId::from("bench");
-    fill_spool(&spool, &tenant, "redis").await;
-    let pending = spool.pending().await.unwrap();
+    let pending = fill_spool(&*spool, &tenant, "redis").await;
     let deliverer = Deliverer::new();
     let rc = route("bench:sink", 4);
     let sink = hostd::sinks::build("bench", "redis", &rc, &Default::default()).unwrap();
@@ -232,9 +243,8 @@ async fn main() {
         }),
         delivery: DeliveryOptions { concurrency: 4, ..DeliveryOptions::default() },
     };
-    let kspool = Arc::new(Spool::open(&tmp.path().join("kafka"), Durability::Os).unwrap());
-    fill_spool(&kspool, &tenant, "kafka").await;
-    let pending = kspool.pending().await.unwrap();
+    let kspool: Arc<dyn Store> = Arc::new(SqliteStore::open(&tmp.path().join("kafka"), Durability::Os).unwrap());
+    let pending = fill_spool(&*kspool, &tenant, "kafka").await;
     let kdeliverer = Deliverer::new();
     let sink = hostd::sinks::build("bench", "kafka", &kafka_route, &Default::default()).unwrap();
     kdeliverer.add_route(tenant.clone(), "kafka".into(), sink, &kafka_route.delivery, kspool.clone());

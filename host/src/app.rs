@@ -9,7 +9,7 @@ use crate::delivery::Deliverer;
 use crate::egress::Egress;
 use crate::ingest::{IngestLimits, IngestState, Pipeline};
 use crate::policy::PolicyEngine;
-use crate::spool::Spool;
+use crate::store::{SqliteStore, Store};
 use crate::tenants::provision::Provisioner;
 use crate::tenants::{AccessToken, Tenant, TenantId, TenantRegistry};
 use anyhow::anyhow;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub struct App {
     pub tenants: Arc<TenantRegistry>,
     pub pipeline: Arc<Pipeline>,
-    pub spool: Arc<Spool>,
+    pub spool: Arc<dyn Store>,
     pub deliverer: Arc<Deliverer>,
     pub engine: PolicyEngine,
     pub egress: Egress,
@@ -37,13 +37,13 @@ impl App {
     pub fn build(config: &Config) -> crate::Result<App> {
         config.validate_shape()?;
         // First: the spool locks data_dir (one hostd per spool) and makes it private.
-        let spool = Arc::new(Spool::open(&config.server.data_dir, config.server.durability)?);
+        let spool: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.server.data_dir, config.server.durability)?);
         let secrets = config.read_secrets().map_err(|problems| anyhow!("{}", problems.join("; ")))?;
         for warning in &secrets.warnings {
             tracing::warn!("{warning}");
         }
         let compiled = config.server.data_dir.join("compiled");
-        crate::spool::data_dir::secure_cache_dir(&compiled)?;
+        crate::store::data_dir::secure_cache_dir(&compiled)?;
         let engine = PolicyEngine::new()?.with_disk_cache(&compiled)?;
         // Each load keeps the instance `configure` ran on only while it fits the budget,
         // so starting 1,000 tenants does not hold 1,000 instances.

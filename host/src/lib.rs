@@ -1,11 +1,11 @@
 //! hostd: takes the events LangChain / LangGraph agents emit, runs each through the
 //! tenant's sandboxed Wasm policy, and delivers what the policy keeps.
 //!
-//! Data moves forward only: [`ingest`] → [`policy`] → [`spool`] → [`delivery`] →
+//! Data moves forward only: [`ingest`] → [`policy`] → [`store`] → [`delivery`] →
 //! [`sinks`]. The modules are layered, and a module imports only from its own layer or
 //! below (the `layering` unit test keeps it so), top to bottom: the process ([`app`],
 //! [`server`], [`swap`], [`mod@check`]); [`admin`]; [`ingest`]; [`tenants`]; [`delivery`];
-//! [`sinks`]; [`policy`]; [`spool`]; [`config`]; shared records ([`event`], [`record`]);
+//! [`sinks`]; [`policy`]; [`store`]; [`config`]; shared records ([`event`], [`record`]);
 //! helpers ([`json`], [`text`], [`units`], [`clock`], [`contract`], [`telemetry`],
 //! [`signing`], [`egress`], [`api_error`]). `main.rs` only parses the command line.
 // One `unsafe` in the crate: loading compiled components from hostd's own cache
@@ -32,7 +32,7 @@ pub mod record;
 pub mod server;
 pub mod signing;
 pub mod sinks;
-pub mod spool;
+pub mod store;
 pub mod swap;
 pub mod telemetry;
 pub mod tenants;

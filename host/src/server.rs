@@ -158,7 +158,7 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
     }
     let server = axum::serve(listener, router(app.clone())).with_graceful_shutdown(stop.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
-    tracing::info!(spool = %app.spool.path().display(), "listening on http://{local}");
+    tracing::info!(spool = %app.spool.describe(), "listening on http://{local}");
 
     shutdown_signal().await;
     let started = Instant::now();

@@ -14,7 +14,7 @@ use crate::api_error::ApiError;
 use crate::clock::now_ms;
 use crate::ingest::Pipeline;
 use crate::policy::PolicyEngine;
-use crate::spool::{DlqEntry, DlqFilter, Spool};
+use crate::store::{DlqEntry, DlqFilter, Store};
 use crate::tenants::{Caller, TenantRegistry};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
@@ -34,13 +34,13 @@ pub const MAX_PAGE: usize = 1000;
 pub struct AdminState {
     pub tenants: Arc<TenantRegistry>,
     pub pipeline: Arc<Pipeline>,
-    pub spool: Arc<Spool>,
+    pub spool: Arc<dyn Store>,
     pub engine: PolicyEngine,
 }
 
 impl AdminState {
-    fn spool(&self) -> &Spool {
-        &self.spool
+    fn spool(&self) -> &dyn Store {
+        &*self.spool
     }
 }
 
@@ -86,7 +86,7 @@ fn forbidden(tenant: &str) -> ApiError {
     ApiError::forbidden(format!("this token may not see tenant `{tenant}`'s entries"))
 }
 
-fn spool_error(e: crate::spool::SpoolError) -> ApiError {
+fn spool_error(e: crate::store::StoreError) -> ApiError {
     ApiError::unavailable(e.to_string())
 }
 

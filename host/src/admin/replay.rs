@@ -4,7 +4,7 @@
 use super::{resolve, spool_error, AdminState, Resolved, Selection, MAX_PAGE};
 use crate::api_error::ApiError;
 use crate::event::parse_event;
-use crate::spool::{DlqEntry, DlqFilter};
+use crate::store::{DlqEntry, DlqFilter};
 use crate::tenants::Caller;
 use axum::extract::State;
 use axum::Json;

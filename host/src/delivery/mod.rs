@@ -36,7 +36,7 @@ impl Deliverer {
         route: String,
         sink: Arc<dyn crate::sinks::Sink>,
         options: &crate::config::DeliveryOptions,
-        spool: Arc<crate::spool::Spool>,
+        spool: Arc<dyn crate::store::Store>,
     ) {
         let queue = RouteQueue::start(RouteContext {
             tenant: tenant.clone(),

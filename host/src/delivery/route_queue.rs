@@ -16,7 +16,7 @@ use crate::config::Ordering;
 use crate::record::{Delivery, TenantId};
 use crate::sinks::SendOutcome;
 use crate::sinks::Sink;
-use crate::spool::Spool;
+use crate::store::Store;
 use crate::telemetry::metrics_names as m;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
@@ -33,7 +33,7 @@ pub struct RouteContext {
     pub schedule: RetrySchedule,
     pub ordering: Ordering,
     pub concurrency: usize,
-    pub spool: Arc<Spool>,
+    pub spool: Arc<dyn Store>,
     pub in_flight: Arc<AtomicUsize>,
     /// Deliveries pushed to this queue and not yet finished.
     pub outstanding: Arc<AtomicUsize>,

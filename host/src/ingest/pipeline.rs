@@ -8,7 +8,7 @@ use crate::delivery::Deliverer;
 use crate::event::AcceptedEvent;
 use crate::policy::{evaluate_all, evaluate_timed, Outcome, PolicyError, PolicyVersion};
 use crate::record::Delivery;
-use crate::spool::{AcceptItem, Accepted, NewDelivery, Shaped, Spool, SpoolError};
+use crate::store::{AcceptItem, Accepted, Shaped, Store, StoreError, UNASSIGNED_ID};
 use crate::telemetry::metrics_names as m;
 use crate::tenants::Tenant;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,14 +17,14 @@ use std::time::Duration;
 
 /// The path from an accepted event to the route queues.
 pub struct Pipeline {
-    spool: Arc<Spool>,
+    spool: Arc<dyn Store>,
     deliverer: Arc<Deliverer>,
     dedupe_window: Duration,
     draining: AtomicBool,
 }
 
 impl Pipeline {
-    pub fn new(spool: Arc<Spool>, deliverer: Arc<Deliverer>, dedupe_window: Duration) -> Self {
+    pub fn new(spool: Arc<dyn Store>, deliverer: Arc<Deliverer>, dedupe_window: Duration) -> Self {
         Pipeline { spool, deliverer, dedupe_window, draining: AtomicBool::new(false) }
     }
 
@@ -36,7 +36,7 @@ impl Pipeline {
     /// one group commit. Only after that commit may the caller answer 202. A policy
     /// fault is dead-lettered (or dropped, per the tenant's `on_policy_error`); nothing
     /// is ever delivered unshaped.
-    pub async fn accept(&self, tenant: &Tenant, events: Vec<AcceptedEvent>) -> Result<Vec<Accepted>, SpoolError> {
+    pub async fn accept(&self, tenant: &Tenant, events: Vec<AcceptedEvent>) -> Result<Vec<Accepted>, StoreError> {
         let policy = tenant.current_policy();
         let outcomes = {
             let _slot = policy.evaluation_slot().await;
@@ -79,7 +79,7 @@ impl Pipeline {
 
     /// Resumes what the spool holds from before a restart.
     pub async fn resume(&self) -> crate::Result<usize> {
-        let pending = self.spool.pending().await?;
+        let pending = self.spool.claim_pending().await?;
         let n = pending.len();
         self.dispatch(pending).await;
         Ok(n)
@@ -112,8 +112,16 @@ pub fn shape(
         }
         Ok(Outcome::Deliver(list)) => Shaped::Deliver(
             list.into_iter()
-                .map(|d| NewDelivery {
+                .map(|d| Delivery {
+                    id: UNASSIGNED_ID,
+                    tenant: tenant.id.clone(),
                     route: d.route,
+                    idempotency_key: event.idempotency_key.clone(),
+                    event: event.event.kind.clone(),
+                    policy_version: policy.version().clone(),
+                    attempts: 0,
+                    next_attempt_ms: 0,
+                    created_ms: 0,
                     key: d.key.unwrap_or_else(|| event.event.root_run_id.clone()),
                     redactions: d.redactions,
                     payload: d.payload,

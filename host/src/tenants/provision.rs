@@ -8,7 +8,7 @@ use crate::delivery::Deliverer;
 use crate::egress::Egress;
 use crate::policy::{PolicyEngine, PolicySource, TenantPolicy};
 use crate::record::TenantId;
-use crate::spool::Spool;
+use crate::store::Store;
 use anyhow::{anyhow, Context};
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ pub struct Provisioner<'a> {
     pub engine: &'a PolicyEngine,
     pub egress: &'a Egress,
     pub deliverer: &'a Deliverer,
-    pub spool: &'a Arc<Spool>,
+    pub spool: &'a Arc<dyn Store>,
 }
 
 impl Provisioner<'_> {
