@@ -9,11 +9,11 @@ use crate::ingest::AcceptedEvent;
 use crate::policy::live::{LivePolicy, PolicyStats};
 use crate::policy::{Outcome, PolicyEngine, PolicyError, PolicyInstancePool};
 use crate::record::{Delivery, TenantId};
-use crate::sinks;
+use crate::sinks::{self, SinkContext};
 use crate::spool::{AcceptItem, Accepted, NewDelivery, Shaped, Spool, SpoolError};
 use crate::swap::PolicySource;
 use crate::telemetry::metrics_names as m;
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -89,7 +89,7 @@ impl App {
         for tc in &config.tenants {
             let id = TenantId::from(tc.id.as_str());
             for (name, rc) in &tc.routes {
-                let sink = sinks::build(&tc.id, name, rc, &egress).with_context(|| format!("tenant `{}`", tc.id))?;
+                let sink = sinks::build(&SinkContext::new(id.clone(), name.as_str(), egress.clone()), rc)?;
                 deliverer.add_route(id.clone(), name.clone(), sink, &rc.delivery, spool.clone());
             }
             let source = PolicySource::of(tc);

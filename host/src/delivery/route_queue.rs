@@ -12,7 +12,7 @@
 
 use super::retry::RetrySchedule;
 use crate::clock::now_ms;
-use crate::config::Ordering;
+use crate::config::DeliveryOrder;
 use crate::record::{Delivery, TenantId};
 use crate::sinks::SendOutcome;
 use crate::sinks::Sink;
@@ -31,7 +31,7 @@ pub struct RouteContext {
     pub route: String,
     pub sink: Arc<dyn Sink>,
     pub schedule: RetrySchedule,
-    pub ordering: Ordering,
+    pub ordering: DeliveryOrder,
     pub concurrency: usize,
     pub spool: Arc<Spool>,
     pub in_flight: Arc<AtomicUsize>,
@@ -76,7 +76,7 @@ async fn gate(
     loop {
         tokio::select! {
             Some(d) = rx.recv() => {
-                if ctx.ordering == Ordering::PerKey {
+                if ctx.ordering == DeliveryOrder::PerKey {
                     if let Some(queue) = waiting.get_mut(&d.key) {
                         queue.push_back(d);
                         continue;
@@ -128,7 +128,7 @@ async fn worker(
         metrics::histogram!(m::DELIVERY_LATENCY, &labels),
     );
     // Only per-key mode needs to hear when a key is free again.
-    let per_key = ctx.ordering == Ordering::PerKey;
+    let per_key = ctx.ordering == DeliveryOrder::PerKey;
     let release = |key: String| {
         if per_key {
             let _ = done.send(key);
