@@ -104,48 +104,35 @@ pub fn validate_routes(config: &Config) -> Result<(), RouteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RouteConfig;
     use std::time::Duration;
 
-    const MINIMAL: &str = r#"
-        [[tenants]]
-        id = "acme"
-        token_env = "ACME_TOKEN"
-        policy = "p.wasm"
-        [tenants.routes.default]
-        type = "file"
-        path = "out.jsonl"
-    "#;
-
-    /// The route `default` of `text`, parsed as startup and `hostd check` parse it.
-    fn parse(text: &str) -> Result<SinkConfig, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
-        validate_routes(&config).map_err(|e| e.to_string())?;
-        let ctx = SinkContext::new(TenantId::from("acme"), "default", config.server.egress());
-        SinkConfig::parse(&ctx, &config.tenants[0].routes["default"].sink).map_err(|e| e.to_string())
+    /// A route table as `[tenants.routes.default]` of tenant `acme` holds it, parsed as
+    /// startup and `hostd check` parse it.
+    fn parse(route: &str) -> Result<SinkConfig, String> {
+        let route: RouteConfig = toml::from_str(route).map_err(|e| e.to_string())?;
+        let ctx = SinkContext::new(TenantId::from("acme"), "default", Default::default());
+        SinkConfig::parse(&ctx, &route.sink).map_err(|e| e.to_string())
     }
 
     #[test]
     fn unknown_keys_are_named_with_the_tenant_and_route() {
-        assert!(matches!(parse(MINIMAL).unwrap(), SinkConfig::File(_)));
-        let e = parse(&MINIMAL.replace("path = ", "pth = ")).unwrap_err();
+        assert!(matches!(parse("type = \"file\"\npath = \"out.jsonl\"").unwrap(), SinkConfig::File(_)));
+        let e = parse("type = \"file\"\npth = \"out.jsonl\"").unwrap_err();
         assert_eq!(e, "tenant `acme`: route `default`: unknown field `pth`, expected `path`");
-        let e = parse(&MINIMAL.replace("type = \"file\"", "type = \"carrier-pigeon\"")).unwrap_err();
+        let e = parse("type = \"carrier-pigeon\"").unwrap_err();
         assert!(e.starts_with("tenant `acme`: route `default`: unknown variant `carrier-pigeon`"), "{e}");
         assert!(e.contains("`file`, `stdout`, `webhook`, `redis-stream`, `kafka`, `sns`"), "{e}");
-        let e = parse(&MINIMAL.replace("type = \"file\"\n", "")).unwrap_err();
+        let e = parse("path = \"out.jsonl\"").unwrap_err();
         assert!(e.ends_with("missing field `type`"), "{e}");
-        let stdout = MINIMAL.replace("type = \"file\"", "type = \"stdout\"");
-        let e = parse(&stdout).unwrap_err();
+        let e = parse("type = \"stdout\"\npath = \"out.jsonl\"").unwrap_err();
         assert!(e.ends_with("unknown field `path`, there are no fields"), "{e}");
     }
 
     #[test]
     fn webhook_routes_with_delivery_options() {
-        let text = MINIMAL.replace(
-            "type = \"file\"\n        path = \"out.jsonl\"",
-            "type = \"webhook\"\n url = \"http://x\"\n secret_env = [\"A\", \"B\"]\n retry = [\"1s\", \"2m\"]\n ordering = \"per-key\"",
-        );
-        let SinkConfig::Webhook(w) = parse(&text).unwrap() else { panic!("webhook") };
+        let text = "type = \"webhook\"\nurl = \"http://x\"\nsecret_env = [\"A\", \"B\"]\nretry = [\"1s\"]\nordering = \"per-key\"";
+        let SinkConfig::Webhook(w) = parse(text).unwrap() else { panic!("webhook") };
         assert_eq!(w.secret_env.to_vec(), vec!["A", "B"]);
         assert!(w.standard_webhooks && w.x_signature);
         assert_eq!(w.timeout, Duration::from_secs(5));
@@ -157,25 +144,38 @@ mod tests {
 
     #[test]
     fn every_transport_parses_with_its_defaults() {
-        let route = |body: &str| MINIMAL.replace("type = \"file\"\n        path = \"out.jsonl\"", body);
-        let SinkConfig::RedisStream(r) = parse(&route("type = \"redis-stream\"\nurl = \"redis://h\"")).unwrap() else {
+        let SinkConfig::RedisStream(r) = parse("type = \"redis-stream\"\nurl = \"redis://h\"").unwrap() else {
             panic!("redis")
         };
         assert_eq!((r.stream.as_str(), r.maxlen, r.dedupe), ("hostd:{tenant}:{route}", 100_000, false));
         assert_eq!((r.dedupe_window, r.timeout), (Duration::from_secs(24 * 3600), Duration::from_secs(5)));
-        let SinkConfig::Kafka(k) = parse(&route("type = \"kafka\"\nbrokers = \"b:9092\"\ntopic = \"t\"")).unwrap()
-        else {
+        let SinkConfig::Kafka(k) = parse("type = \"kafka\"\nbrokers = \"b:9092\"\ntopic = \"t\"").unwrap() else {
             panic!("kafka")
         };
         assert_eq!((k.message_timeout, k.librdkafka.len()), (Duration::from_secs(30), 0));
-        let e =
-            parse(&route("type = \"kafka\"\nbrokers = \"b\"\ntopic = \"t\"\nmessage_timeout = \"soon\"")).unwrap_err();
+        let e = parse("type = \"kafka\"\nbrokers = \"b\"\ntopic = \"t\"\nmessage_timeout = \"soon\"").unwrap_err();
         assert!(e.starts_with("tenant `acme`: route `default`: `soon` is not a duration"), "{e}");
-        let sns = route("type = \"sns\"\ntopic_arn = \"arn:aws:sns:r:1:t\"\nregion = \"r\"");
-        let SinkConfig::Sns(s) = parse(&sns).unwrap() else { panic!("sns") };
+        let SinkConfig::Sns(s) = parse("type = \"sns\"\ntopic_arn = \"arn:aws:sns:r:1:t\"\nregion = \"r\"").unwrap()
+        else {
+            panic!("sns")
+        };
         assert_eq!((s.endpoint_url, s.timeout), (None, Duration::from_secs(5)));
-        assert!(matches!(parse(&route("type = \"stdout\"")).unwrap(), SinkConfig::Stdout(_)));
-        let e = parse(&route("type = \"redis-stream\"\nmaxlen = \"x\"")).unwrap_err();
+        assert!(matches!(parse("type = \"stdout\"").unwrap(), SinkConfig::Stdout(_)));
+        let e = parse("type = \"redis-stream\"\nmaxlen = \"x\"").unwrap_err();
         assert!(e.ends_with("invalid type: string \"x\", expected u64"), "{e}");
+    }
+
+    #[test]
+    fn validate_routes_names_the_first_bad_route() {
+        let mut config: Config = toml::from_str("").unwrap();
+        validate_routes(&config).unwrap();
+        let tenant = |id: &str, route: &str| -> crate::config::TenantConfig {
+            let text = format!("id = \"{id}\"\npolicy = \"p.wasm\"\n[routes.default]\n{route}");
+            toml::from_str(&text).unwrap()
+        };
+        config.tenants = vec![tenant("acme", "type = \"stdout\""), tenant("globex", "type = \"file\"\npth = \"x\"")];
+        let e = validate_routes(&config).unwrap_err();
+        assert_eq!((e.tenant.as_str(), e.route.as_str()), ("globex", "default"));
+        assert_eq!(e.problem, "unknown field `pth`, expected `path`");
     }
 }
