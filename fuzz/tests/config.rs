@@ -1,4 +1,6 @@
-//! Fuzzes the config loader (`Config::load`, which parses and runs `validate_shape`):
+//! Fuzzes the config loader (`Config::load`, which parses and runs `validate_shape`, then
+//! `sinks::validate_routes`, which parses each route's transport settings, as startup
+//! and `hostd check` do):
 //! structured mutations of a valid `hostd.toml` (values of the wrong type or out of
 //! range, hostile sizes and durations, unknown and renamed keys, deleted keys, deep
 //! nesting) and raw byte mutations of its text.
@@ -331,7 +333,11 @@ fn check_load(target: &Target, text: &[u8], table: Option<&toml::Table>) -> Resu
     let path = scratch_file();
     std::fs::write(&path, text).map_err(|e| TestCaseError::fail(format!("cannot write {}: {e}", path.display())))?;
     let shown = path.display().to_string();
-    match Config::load(&path) {
+    let loaded = Config::load(&path).and_then(|config| {
+        hostd::sinks::validate_routes(&config)?;
+        Ok(config)
+    });
+    match loaded {
         Ok(config) => {
             target.accepted();
             config.validate_shape().map_err(|e| TestCaseError::fail(format!("loaded, then refused: {e:#}")))?;

@@ -10,9 +10,7 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hostd::config::{
-    Config, Durability, OnPolicyError, PolicyLimits, RouteConfig, RouteKind, ServerConfig, TenantConfig,
-};
+use hostd::config::{Config, Durability, OnPolicyError, PolicyLimits, RouteConfig, ServerConfig, TenantConfig};
 use hostd_fuzz::json::{self, Piece, J};
 use hostd_fuzz::{cases, mutate, plugin, Bytes, Target};
 use http_body_util::BodyExt;
@@ -153,7 +151,13 @@ fn daemon() -> Daemon {
             limits: PolicyLimits::default(),
             routes: BTreeMap::from([(
                 "default".to_string(),
-                RouteConfig::new(RouteKind::File { path: dir.path().join("out.jsonl") }),
+                RouteConfig::new(
+                    "file",
+                    toml::Table::from_iter([(
+                        "path".to_string(),
+                        dir.path().join("out.jsonl").to_str().expect("a UTF-8 temp dir").into(),
+                    )]),
+                ),
             )]),
             token: Some(TOKEN.into()),
         }],

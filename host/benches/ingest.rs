@@ -15,8 +15,8 @@ mod common;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use axum::routing::post;
-use hostd::config::{Config, Durability, RouteConfig, RouteKind, WebhookConfig};
-use std::collections::BTreeMap;
+use common::settings;
+use hostd::config::{Config, Durability, RouteConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,8 +31,7 @@ fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
-fn config(listen: SocketAddr, data_dir: PathBuf, durability: Durability, route: RouteKind) -> Config {
-    let mut route = RouteConfig::new(route);
+fn config(listen: SocketAddr, data_dir: PathBuf, durability: Durability, mut route: RouteConfig) -> Config {
     route.delivery.concurrency = 64;
     common::one_tenant(listen, data_dir, durability, route, TOKEN)
 }
@@ -116,7 +115,7 @@ async fn main() {
         println!("|---|---|---|---|");
         let mut urls = Vec::new();
         for (i, d) in [Durability::Fsync, Durability::None].into_iter().enumerate() {
-            let sink = RouteKind::File { path: "/dev/null".into() };
+            let sink = RouteConfig::new("file", settings([("path", "/dev/null".into())]));
             urls.push(start_hostd(config(free_addr(), tmp.path().join(format!("spool{i}")), d, sink)).await);
         }
         for batch in [1, 10, 100] {
@@ -150,15 +149,16 @@ async fn main() {
     }
     // Set before the webhook sink reads it.
     std::env::set_var("BENCH_WH_SECRET", "whsec_YmVuY2gtc2VjcmV0LWtleS0wMTIzNDU2Nzg5");
-    let hook = RouteKind::Webhook(WebhookConfig {
-        url: format!("http://{recv_addr}/hook"),
-        secret_env: hostd::config::OneOrMany::One("BENCH_WH_SECRET".into()),
-        secret_file: Default::default(),
-        standard_webhooks: true,
-        x_signature: true,
-        headers: BTreeMap::new(),
-        timeout: Duration::from_secs(5),
-    });
+    let hook = RouteConfig::new(
+        "webhook",
+        settings([
+            ("url", format!("http://{recv_addr}/hook").into()),
+            ("secret_env", "BENCH_WH_SECRET".into()),
+            ("standard_webhooks", true.into()),
+            ("x_signature", true.into()),
+            ("timeout", "5s".into()),
+        ]),
+    );
     let url = start_hostd(config(free_addr(), tmp.path().join("webhook"), Durability::Fsync, hook)).await;
     let (target, rate) = load(&url, 1, epoch).await;
     let wait_until = Instant::now() + Duration::from_secs(60);

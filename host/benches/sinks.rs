@@ -12,13 +12,14 @@ mod common;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use hostd::config::{DeliveryOptions, Durability, KafkaConfig, RedisStreamConfig, RouteConfig, RouteKind};
+use common::settings;
+use hostd::config::{Durability, RouteConfig};
 use hostd::delivery::Deliverer;
 use hostd::record::{Delivery, TenantId};
+use hostd::sinks::SinkContext;
 use hostd::store::{AcceptItem, Shaped, SqliteStore, Store, UNASSIGNED_ID};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,18 +45,19 @@ async fn wait_len(conn: &mut redis::aio::MultiplexedConnection, stream: &str, n:
 }
 
 fn route(stream: &str, concurrency: usize) -> RouteConfig {
-    RouteConfig {
-        kind: RouteKind::RedisStream(RedisStreamConfig {
-            url: Some(url()),
-            url_env: None,
-            stream: stream.into(),
-            maxlen: 10_000_000,
-            dedupe: false,
-            dedupe_window: Duration::from_secs(86400),
-            timeout: Duration::from_secs(5),
-        }),
-        delivery: DeliveryOptions { concurrency, ..DeliveryOptions::default() },
-    }
+    let mut route = RouteConfig::new(
+        "redis-stream",
+        settings([
+            ("url", url().into()),
+            ("stream", stream.into()),
+            ("maxlen", toml::Value::Integer(10_000_000)),
+            ("dedupe", false.into()),
+            ("dedupe_window", "86400s".into()),
+            ("timeout", "5s".into()),
+        ]),
+    );
+    route.delivery.concurrency = concurrency;
+    route
 }
 
 /// Puts N shaped deliveries for `route` into `spool`, as ingest would; returns them
@@ -137,7 +139,7 @@ async fn main() {
     let pending = fill_spool(&*spool, &tenant, "redis").await;
     let deliverer = Deliverer::new();
     let rc = route("bench:sink", 4);
-    let sink = hostd::sinks::build("bench", "redis", &rc, &Default::default()).unwrap();
+    let sink = hostd::sinks::build(&SinkContext::new(tenant.clone(), "redis", Default::default()), &rc).unwrap();
     deliverer.add_route(tenant.clone(), "redis".into(), sink, &rc.delivery, spool.clone());
     let start = Instant::now();
     deliverer.dispatch(pending).unwrap();
@@ -234,19 +236,21 @@ async fn main() {
     let kafka_raw = N as f64 / start.elapsed().as_secs_f64();
 
     let sink_topic = format!("bench-sink-{suffix}");
-    let kafka_route = RouteConfig {
-        kind: RouteKind::Kafka(KafkaConfig {
-            brokers: brokers.clone(),
-            topic: sink_topic.clone(),
-            librdkafka: BTreeMap::from([("allow.auto.create.topics".to_string(), "true".to_string())]),
-            message_timeout: Duration::from_secs(30),
-        }),
-        delivery: DeliveryOptions { concurrency: 4, ..DeliveryOptions::default() },
-    };
+    let mut kafka_route = RouteConfig::new(
+        "kafka",
+        settings([
+            ("brokers", brokers.as_str().into()),
+            ("topic", sink_topic.as_str().into()),
+            ("librdkafka", toml::Value::Table(settings([("allow.auto.create.topics", "true".into())]))),
+            ("message_timeout", "30s".into()),
+        ]),
+    );
+    kafka_route.delivery.concurrency = 4;
     let kspool: Arc<dyn Store> = Arc::new(SqliteStore::open(&tmp.path().join("kafka"), Durability::Os).unwrap());
     let pending = fill_spool(&*kspool, &tenant, "kafka").await;
     let kdeliverer = Deliverer::new();
-    let sink = hostd::sinks::build("bench", "kafka", &kafka_route, &Default::default()).unwrap();
+    let sink =
+        hostd::sinks::build(&SinkContext::new(tenant.clone(), "kafka", Default::default()), &kafka_route).unwrap();
     kdeliverer.add_route(tenant.clone(), "kafka".into(), sink, &kafka_route.delivery, kspool.clone());
     let start = Instant::now();
     kdeliverer.dispatch(pending).unwrap();

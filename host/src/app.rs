@@ -36,6 +36,8 @@ impl App {
     /// startup with an error that names the tenant and the part.
     pub fn build(config: &Config) -> crate::Result<App> {
         config.validate_shape()?;
+        // Each route's transport settings, before the spool locks data_dir.
+        crate::sinks::validate_routes(config)?;
         // First: the spool locks data_dir (one hostd per spool) and makes it private.
         let spool: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.server.data_dir, config.server.durability)?);
         let secrets = config.read_secrets().map_err(|problems| anyhow!("{}", problems.join("; ")))?;

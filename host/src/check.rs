@@ -1,7 +1,9 @@
 //! `hostd check`: validates a config and loads every policy, one line per problem.
 
-use crate::config::{Config, RouteKind};
+use crate::config::Config;
 use crate::policy::{load_policy, PolicyEngine};
+use crate::record::TenantId;
+use crate::sinks::{self, SinkContext};
 use std::path::Path;
 
 /// Returns one line per problem; empty means the config is good.
@@ -19,6 +21,10 @@ pub fn check(path: &Path) -> Vec<String> {
         Ok(secrets) => secrets.warnings.iter().for_each(|w| tracing::warn!("{w}")),
         Err(e) => problems.extend(e),
     }
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return vec![format!("cannot start the runtime the route checks run on: {e}")],
+    };
     let egress = config.server.egress();
     for tc in &config.tenants {
         if !tc.policy.exists() {
@@ -27,16 +33,9 @@ pub fn check(path: &Path) -> Vec<String> {
             problems.push(format!("{e:#}"));
         }
         for (name, rc) in &tc.routes {
-            match &rc.kind {
-                RouteKind::File { path } if path.is_dir() => {
-                    problems.push(format!("tenant `{}`: route `{name}`: path {} is a directory", tc.id, path.display()))
-                }
-                RouteKind::Webhook(_) | RouteKind::RedisStream(_) | RouteKind::Kafka(_) | RouteKind::Sns(_) => {
-                    if let Err(e) = crate::sinks::build(&tc.id, name, rc, &egress) {
-                        problems.push(format!("tenant `{}`: {e:#}", tc.id));
-                    }
-                }
-                _ => {}
+            let ctx = SinkContext::new(TenantId::from(tc.id.as_str()), name.as_str(), egress.clone());
+            if let Err(e) = runtime.block_on(sinks::check(&ctx, rc)) {
+                problems.push(e.to_string());
             }
         }
     }

@@ -18,10 +18,11 @@ pub async fn reload_config(app: &App) -> Vec<String> {
     let Some(path) = app.config_path.as_deref().cloned() else {
         return vec!["SIGHUP: hostd was started without --config; nothing to reload".into()];
     };
-    let config = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => return vec![format!("SIGHUP: {e:#}; nothing changed")],
-    };
+    let config =
+        match Config::load(&path).and_then(|c| crate::sinks::validate_routes(&c).map(|()| c).map_err(Into::into)) {
+            Ok(c) => c,
+            Err(e) => return vec![format!("SIGHUP: {e:#}; nothing changed")],
+        };
     let mut report = Vec::new();
     let running = app.tenants.all();
     let known: BTreeSet<&str> = running.iter().map(|t| &*t.id).collect();

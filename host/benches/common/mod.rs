@@ -39,3 +39,8 @@ pub fn one_tenant(
         }],
     }
 }
+
+/// A route's transport settings, as a `[tenants.routes.NAME]` table holds them.
+pub fn settings<const N: usize>(pairs: [(&str, toml::Value); N]) -> toml::Table {
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}

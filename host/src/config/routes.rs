@@ -1,161 +1,32 @@
-//! Routes: where deliveries go (`type` picks the transport, each with its own options)
-//! and how they are delivered (retry schedule, workers, ordering), whatever the transport.
+//! Routes: where deliveries go and how. A route's transport settings (`type` and that
+//! transport's own keys) are kept as written: `crate::sinks`, above config, owns and
+//! parses them. How it delivers (retry schedule, workers, ordering) is parsed here,
+//! whatever the transport.
 
-use super::server::default_dedupe_window;
-use crate::units::de_duration;
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// A route: where deliveries go (`type` picks the transport) and how they are
 /// retried, ordered and parallelised.
 #[derive(Debug, Clone)]
 pub struct RouteConfig {
-    pub kind: RouteKind,
+    /// The transport's settings as written, `type` included. `sinks::SinkConfig` parses
+    /// them; its errors name the tenant, the route and the key.
+    pub sink: toml::Table,
     pub delivery: DeliveryOptions,
 }
 
 impl RouteConfig {
-    pub fn new(kind: RouteKind) -> Self {
-        RouteConfig { kind, delivery: DeliveryOptions::default() }
+    /// A route to a transport of type `kind` with its `settings`, delivered with the
+    /// default options.
+    pub fn new(kind: &str, mut settings: toml::Table) -> Self {
+        settings.insert("type".to_string(), kind.into());
+        RouteConfig { sink: settings, delivery: DeliveryOptions::default() }
     }
-}
 
-/// The transport of a route and its own options.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum RouteKind {
-    /// JSON Lines, one line per delivery.
-    File { path: PathBuf },
-    /// JSON Lines on standard output.
-    Stdout {},
-    /// Signed HTTP POST of the payload.
-    Webhook(WebhookConfig),
-    /// `XADD` to a Redis stream.
-    RedisStream(RedisStreamConfig),
-    /// Produce to a Kafka topic (idempotent producer).
-    Kafka(KafkaConfig),
-    /// Publish to an AWS SNS topic (standard or FIFO).
-    Sns(SnsConfig),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnsConfig {
-    /// A `.fifo` topic gets `MessageGroupId` = key and `MessageDeduplicationId` from the
-    /// idempotency key.
-    pub topic_arn: String,
-    pub region: String,
-    /// For emulators and VPC endpoints. Credentials come from the standard AWS chain.
-    pub endpoint_url: Option<String>,
-    #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// `bootstrap.servers`: `host:port[,host:port...]`.
-    pub brokers: String,
-    /// Topic; `{tenant}` and `{route}` are replaced.
-    pub topic: String,
-    /// Raw librdkafka client options (SASL, TLS, tuning), applied after hostd's own.
-    #[serde(default)]
-    pub librdkafka: BTreeMap<String, String>,
-    /// How long librdkafka may try one message before hostd's retry schedule takes over.
-    #[serde(default = "default_message_timeout", deserialize_with = "de_duration")]
-    pub message_timeout: Duration,
-}
-
-fn default_message_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisStreamConfig {
-    /// `redis://[:password@]host:port/db` (or `rediss://`). Use `url_env` when it holds a password.
-    pub url: Option<String>,
-    /// Env var holding the URL.
-    pub url_env: Option<String>,
-    /// Stream name; `{tenant}` and `{route}` are replaced.
-    #[serde(default = "default_stream")]
-    pub stream: String,
-    /// Approximate cap on the stream's length (`MAXLEN ~`).
-    #[serde(default = "default_maxlen")]
-    pub maxlen: u64,
-    /// Append each idempotency key at most once per `dedupe_window` (atomically, by a
-    /// Lua script doing `SET NX EX` and `XADD`), so a retry never appends twice.
-    #[serde(default)]
-    pub dedupe: bool,
-    #[serde(default = "default_dedupe_window", deserialize_with = "de_duration")]
-    pub dedupe_window: Duration,
-    /// Per-command timeout.
-    #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-}
-
-fn default_stream() -> String {
-    "hostd:{tenant}:{route}".to_string()
-}
-fn default_maxlen() -> u64 {
-    100_000
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub url: String,
-    /// Env var(s) holding the signing secret(s), `whsec_<base64>` or raw. Several
-    /// give several Standard Webhooks signatures (rotation); the first also signs
-    /// `X-Signature-256`.
-    #[serde(default)]
-    pub secret_env: OneOrMany<String>,
-    /// File(s) holding the signing secret(s).
-    #[serde(default)]
-    pub secret_file: OneOrMany<PathBuf>,
-    /// Send Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
-    #[serde(default = "yes")]
-    pub standard_webhooks: bool,
-    /// Send `X-Signature-256` and `Idempotency-Key`.
-    #[serde(default = "yes")]
-    pub x_signature: bool,
-    /// Extra static headers.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// Per-request timeout.
-    #[serde(default = "default_webhook_timeout", deserialize_with = "de_duration")]
-    pub timeout: Duration,
-}
-
-fn yes() -> bool {
-    true
-}
-fn default_webhook_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-/// A value or a list of values.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany<T> {
-    One(T),
-    Many(Vec<T>),
-}
-
-impl<T> Default for OneOrMany<T> {
-    fn default() -> Self {
-        OneOrMany::Many(Vec::new())
-    }
-}
-
-impl<T: Clone> OneOrMany<T> {
-    pub fn to_vec(&self) -> Vec<T> {
-        match self {
-            OneOrMany::One(v) => vec![v.clone()],
-            OneOrMany::Many(v) => v.clone(),
-        }
+    /// The route's `type`, when it is a string.
+    pub fn kind(&self) -> Option<&str> {
+        self.sink.get("type").and_then(toml::Value::as_str)
     }
 }
 
@@ -170,12 +41,16 @@ pub struct DeliveryOptions {
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
     #[serde(default)]
-    pub ordering: Ordering,
+    pub ordering: DeliveryOrder,
 }
 
 impl Default for DeliveryOptions {
     fn default() -> Self {
-        DeliveryOptions { retry: default_retry(), concurrency: default_concurrency(), ordering: Ordering::default() }
+        DeliveryOptions {
+            retry: default_retry(),
+            concurrency: default_concurrency(),
+            ordering: DeliveryOrder::default(),
+        }
     }
 }
 
@@ -200,7 +75,7 @@ fn de_durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>,
 /// Delivery order on a route.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Ordering {
+pub enum DeliveryOrder {
     /// Deliveries proceed in parallel (fastest).
     #[default]
     Unordered,
@@ -226,7 +101,6 @@ impl<'de> Deserialize<'de> for RouteConfig {
         if delivery.concurrency == 0 {
             return Err(D::Error::custom("`concurrency` must be at least 1"));
         }
-        let kind: RouteKind = table.try_into().map_err(|e: toml::de::Error| D::Error::custom(e.message()))?;
-        Ok(RouteConfig { kind, delivery })
+        Ok(RouteConfig { sink: table, delivery })
     }
 }

@@ -12,14 +12,14 @@
 
 use super::retry::RetrySchedule;
 use crate::clock::now_ms;
-use crate::config::Ordering;
+use crate::config::DeliveryOrder;
 use crate::record::{Delivery, TenantId};
 use crate::sinks::SendOutcome;
 use crate::sinks::Sink;
 use crate::store::Store;
 use crate::telemetry::metrics_names as m;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
@@ -31,7 +31,7 @@ pub struct RouteContext {
     pub route: String,
     pub sink: Arc<dyn Sink>,
     pub schedule: RetrySchedule,
-    pub ordering: Ordering,
+    pub ordering: DeliveryOrder,
     pub concurrency: usize,
     pub spool: Arc<dyn Store>,
     pub in_flight: Arc<AtomicUsize>,
@@ -67,13 +67,13 @@ impl RouteQueue {
     }
 
     pub fn push(&self, delivery: Delivery) {
-        self.outstanding.fetch_add(1, AtomicOrdering::SeqCst);
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
         // The gate only ends at shutdown; the delivery is in the spool either way.
         let _ = self.tx.send(delivery);
     }
 
     pub fn outstanding(&self) -> usize {
-        self.outstanding.load(AtomicOrdering::SeqCst)
+        self.outstanding.load(Ordering::SeqCst)
     }
 
     /// Stops the queue once everything pushed to it is delivered or dead-lettered
@@ -100,7 +100,7 @@ async fn gate(
     loop {
         tokio::select! {
             Some(d) = rx.recv() => {
-                if ctx.ordering == Ordering::PerKey {
+                if ctx.ordering == DeliveryOrder::PerKey {
                     if let Some(queue) = waiting.get_mut(&d.key) {
                         queue.push_back(d);
                         continue;
@@ -152,7 +152,7 @@ async fn worker(
         metrics::histogram!(m::DELIVERY_LATENCY, &labels),
     );
     // Only per-key mode needs to hear when a key is free again.
-    let per_key = ctx.ordering == Ordering::PerKey;
+    let per_key = ctx.ordering == DeliveryOrder::PerKey;
     let release = |key: String| {
         if per_key {
             let _ = done.send(key);
@@ -177,9 +177,9 @@ async fn worker(
             }
             batch
         };
-        ctx.in_flight.fetch_add(batch.len(), AtomicOrdering::SeqCst);
+        ctx.in_flight.fetch_add(batch.len(), Ordering::SeqCst);
         let outcomes = ctx.sink.send_batch(&batch).await;
-        ctx.in_flight.fetch_sub(batch.len(), AtomicOrdering::SeqCst);
+        ctx.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
         let mut delivered = Vec::new();
         for (mut d, outcome) in batch.into_iter().zip(outcomes) {
             d.attempts += 1;
@@ -187,7 +187,7 @@ async fn worker(
                 SendOutcome::Delivered => {
                     delivered.push(d.id);
                     latency.record(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
-                    ctx.outstanding.fetch_sub(1, AtomicOrdering::SeqCst);
+                    ctx.outstanding.fetch_sub(1, Ordering::SeqCst);
                     release(d.key);
                     continue;
                 }
@@ -228,7 +228,7 @@ async fn worker(
                             "cannot dead-letter: {e}; it stays pending"
                         );
                     }
-                    ctx.outstanding.fetch_sub(1, AtomicOrdering::SeqCst);
+                    ctx.outstanding.fetch_sub(1, Ordering::SeqCst);
                     release(d.key);
                 }
             }

@@ -1,6 +1,11 @@
 //! Sinks: where deliveries leave hostd. A sink knows nothing of policies or retries; it
 //! makes one attempt and classifies the result ([`SendOutcome`]).
+//!
+//! Each transport is a folder: its sink in `mod.rs`, its settings and how they build
+//! and check in `config.rs`. [`SinkConfig`] is the one list of transports.
 
+pub mod config;
+pub mod context;
 pub mod file;
 pub mod kafka;
 pub mod message_id;
@@ -10,11 +15,13 @@ pub mod sns;
 pub mod stdout;
 pub mod webhook;
 
-use crate::config::{RouteConfig, RouteKind};
-use crate::egress::Egress;
+use crate::config::RouteConfig;
 use crate::record::Delivery;
+pub use config::{validate_routes, RouteError, SinkConfig, TransportConfig};
+pub use context::SinkContext;
 pub use outcome::SendOutcome;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The seam every transport implements.
 #[async_trait::async_trait]
@@ -38,17 +45,16 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// Builds the sink a route's config names. Errors name the route and the part.
-/// `egress` is where webhooks may connect (`[server]`).
-pub fn build(tenant: &str, route: &str, config: &RouteConfig, egress: &Egress) -> crate::Result<Arc<dyn Sink>> {
-    Ok(match &config.kind {
-        RouteKind::File { path } => Arc::new(file::FileSink::open(route, path)?),
-        RouteKind::Stdout {} => Arc::new(stdout::StdoutSink),
-        RouteKind::Webhook(w) => Arc::new(webhook::WebhookSink::new(route, w, egress)?),
-        RouteKind::RedisStream(r) => Arc::new(redis_stream::RedisStreamSink::new(tenant, route, r)?),
-        RouteKind::Kafka(k) => Arc::new(kafka::KafkaSink::new(tenant, route, k)?),
-        RouteKind::Sns(c) => Arc::new(sns::SnsSink::new(route, c)?),
-    })
+/// Builds the sink of a route: parses its transport settings, then builds them.
+/// Errors name the tenant, the route and the key or part.
+pub fn build(ctx: &SinkContext, route: &RouteConfig) -> Result<Arc<dyn Sink>, RouteError> {
+    SinkConfig::parse(ctx, &route.sink)?.build(ctx)
+}
+
+/// `hostd check` of one route: what [`build`] would refuse at startup, asked of the
+/// route's transport ([`TransportConfig::check`]).
+pub async fn check(ctx: &SinkContext, route: &RouteConfig) -> Result<(), RouteError> {
+    SinkConfig::parse(ctx, &route.sink)?.check(ctx).await
 }
 
 /// An error and its causes on one line ("connection refused" is usually a cause).
@@ -61,4 +67,9 @@ pub fn describe_error(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The per-request (webhook, SNS) or per-command (Redis) timeout when a route sets none.
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
 }

@@ -8,8 +8,9 @@ use crate::delivery::Deliverer;
 use crate::egress::Egress;
 use crate::policy::{PolicyEngine, PolicySource, TenantPolicy};
 use crate::record::TenantId;
+use crate::sinks::{self, SinkContext};
 use crate::store::Store;
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 use std::sync::Arc;
 
 /// What building a tenant needs from the daemon.
@@ -28,8 +29,7 @@ impl Provisioner<'_> {
         let id = TenantId::from(tc.id.as_str());
         let mut sinks = Vec::with_capacity(tc.routes.len());
         for (name, rc) in &tc.routes {
-            let sink =
-                crate::sinks::build(&tc.id, name, rc, self.egress).with_context(|| format!("tenant `{}`", tc.id))?;
+            let sink = sinks::build(&SinkContext::new(id.clone(), name.as_str(), self.egress.clone()), rc)?;
             sinks.push((name.clone(), sink, rc.delivery.clone()));
         }
         let source = PolicySource::of(tc);

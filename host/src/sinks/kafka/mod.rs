@@ -4,10 +4,12 @@
 //! idempotency key, tenant, event, policy version, and CloudEvents binary-mode
 //! attributes. A delivery is done only when its delivery report says so.
 
-use super::Sink;
-use crate::config::KafkaConfig;
+mod config;
+
+pub use config::KafkaConfig;
+
 use crate::record::Delivery;
-use crate::sinks::SendOutcome;
+use crate::sinks::{SendOutcome, Sink, SinkContext};
 use anyhow::anyhow;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -72,7 +74,8 @@ fn producers() -> &'static Mutex<HashMap<String, Arc<SharedProducer>>> {
 }
 
 impl KafkaSink {
-    pub fn new(tenant: &str, route: &str, config: &KafkaConfig) -> crate::Result<Self> {
+    /// Creates the producer, or shares the one of a route with the same client config.
+    pub fn new(ctx: &SinkContext, config: &KafkaConfig) -> crate::Result<Self> {
         let mut client = ClientConfig::new();
         client
             .set("bootstrap.servers", &config.brokers)
@@ -95,9 +98,12 @@ impl KafkaSink {
         let producer = match producers.get(&identity) {
             Some(p) => p.clone(),
             None => {
-                // The error names the bad option but never echoes a value (it may be a password).
-                let p: FutureProducer =
-                    client.create().map_err(|e| anyhow!("route `{route}`: cannot create the Kafka producer: {e}"))?;
+                // The error names the bad option but never echoes a value (it may be a
+                // password): not `KafkaError`'s Display, which appends it.
+                let p: FutureProducer = client.create().map_err(|e| match e {
+                    KafkaError::ClientConfig(_, desc, _, _) => anyhow!("cannot create the Kafka producer: {desc}"),
+                    e => anyhow!("cannot create the Kafka producer: {e}"),
+                })?;
                 let shared = Arc::new(SharedProducer { config: client.clone(), current: RwLock::new((0, p)) });
                 producers.insert(identity, shared.clone());
                 shared
@@ -105,8 +111,8 @@ impl KafkaSink {
         };
         Ok(KafkaSink {
             producer,
-            topic: config.topic.replace("{tenant}", tenant).replace("{route}", route),
-            source: format!("/hostd/{tenant}/{route}"),
+            topic: ctx.expand(&config.topic),
+            source: format!("/hostd/{}/{}", ctx.tenant, ctx.route),
         })
     }
 
@@ -162,11 +168,7 @@ impl Sink for KafkaSink {
                         fenced |= is_fencing(&e);
                         classify(&e)
                     }
-                    Err(_) => SendOutcome::Retry {
-                        status: None,
-                        error: "kafka: the producer dropped the message".into(),
-                        retry_after: None,
-                    },
+                    Err(_) => SendOutcome::retry(None, "kafka: the producer dropped the message"),
                 },
                 Err(outcome) => outcome,
             });
@@ -217,8 +219,27 @@ pub fn classify(e: &KafkaError) -> SendOutcome {
         )
     );
     if fatal {
-        SendOutcome::Fatal { status: None, error }
+        SendOutcome::fatal(None, error)
     } else {
-        SendOutcome::Retry { status: None, error, retry_after: None }
+        SendOutcome::retry(None, error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_option_is_named_but_its_value_never_shown() {
+        let ctx = SinkContext::new("acme".into(), "default", Default::default());
+        let config = KafkaConfig {
+            brokers: "127.0.0.1:1".into(),
+            topic: "{tenant}.{route}".into(),
+            librdkafka: [("sasl.pasword".to_string(), "hunter2".to_string())].into(),
+            message_timeout: Duration::from_secs(1),
+        };
+        let e = KafkaSink::new(&ctx, &config).err().expect("refused").to_string();
+        assert!(e.starts_with("cannot create the Kafka producer: ") && e.contains("sasl.pasword"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 }

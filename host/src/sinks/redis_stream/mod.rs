@@ -6,10 +6,12 @@
 //! tenants sharing a stream never dedupe each other) and the `XADD` atomically, so a
 //! retry after a successful `XADD` (a lost reply) never appends twice.
 
-use super::{message_id, Sink};
-use crate::config::RedisStreamConfig;
+mod config;
+
+pub use config::RedisStreamConfig;
+
+use super::{message_id, SendOutcome, Sink, SinkContext};
 use crate::record::Delivery;
-use crate::sinks::SendOutcome;
 use crate::text::log_safe;
 use anyhow::{anyhow, bail};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -37,17 +39,15 @@ pub struct RedisStreamSink {
 
 impl RedisStreamSink {
     /// Connects lazily: a Redis that is down at startup delays deliveries, not hostd.
-    pub fn new(tenant: &str, route: &str, config: &RedisStreamConfig) -> crate::Result<Self> {
+    pub fn new(ctx: &SinkContext, config: &RedisStreamConfig) -> crate::Result<Self> {
         let url = match (&config.url, &config.url_env) {
             (Some(u), None) => u.clone(),
-            (None, Some(var)) => {
-                std::env::var(var).map_err(|_| anyhow!("route `{route}`: url_env `{var}` is not set"))?
-            }
-            _ => bail!("route `{route}`: set exactly one of `url` and `url_env`"),
+            (None, Some(var)) => std::env::var(var).map_err(|_| anyhow!("url_env `{var}` is not set"))?,
+            _ => bail!("set exactly one of `url` and `url_env`"),
         };
         // The error text of a bad URL may echo it, password included: say only which key.
-        let client = redis::Client::open(url.as_str())
-            .map_err(|e| anyhow!("route `{route}`: the Redis URL is not valid ({:?})", e.kind()))?;
+        let client =
+            redis::Client::open(url.as_str()).map_err(|e| anyhow!("the Redis URL is not valid ({:?})", e.kind()))?;
         let manager_config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(Some(config.timeout))
@@ -55,8 +55,8 @@ impl RedisStreamSink {
             .set_max_delay(Duration::from_secs(1));
         let conn = client
             .get_connection_manager_lazy(manager_config)
-            .map_err(|e| anyhow!("route `{route}`: cannot set up the Redis connection: {e}"))?;
-        let stream = config.stream.replace("{tenant}", tenant).replace("{route}", route);
+            .map_err(|e| anyhow!("cannot set up the Redis connection: {e}"))?;
+        let stream = ctx.expand(&config.stream);
         let dedupe = config.dedupe.then(|| (redis::Script::new(DEDUPE_XADD), config.dedupe_window.as_secs().max(1)));
         Ok(RedisStreamSink { conn, stream, maxlen: config.maxlen, dedupe, timeout: config.timeout })
     }
@@ -131,11 +131,7 @@ impl Sink for RedisStreamSink {
         let outcome = match tokio::time::timeout(self.timeout, self.pipeline(batch)).await {
             Ok(Ok(())) => SendOutcome::Delivered,
             Ok(Err(e)) => classify(&e),
-            Err(_) => SendOutcome::Retry {
-                status: None,
-                error: format!("no answer from Redis within {:?}", self.timeout),
-                retry_after: None,
-            },
+            Err(_) => SendOutcome::retry(None, format!("no answer from Redis within {:?}", self.timeout)),
         };
         vec![outcome; batch.len()]
     }
@@ -153,8 +149,8 @@ pub fn classify(e: &redis::RedisError) -> SendOutcome {
         || e.is_connection_dropped()
         || e.code().is_some_and(|c| transient_codes.contains(&c));
     if transient {
-        SendOutcome::Retry { status: None, error, retry_after: None }
+        SendOutcome::retry(None, error)
     } else {
-        SendOutcome::Fatal { status: None, error }
+        SendOutcome::fatal(None, error)
     }
 }

@@ -6,10 +6,12 @@
 //! drop each other's.
 //! Credentials come from the standard AWS chain (env, profile, IMDS, ...).
 
-use super::{describe_error, message_id, Sink};
-use crate::config::SnsConfig;
+mod config;
+
+pub use config::SnsConfig;
+
+use super::{describe_error, message_id, SendOutcome, Sink};
 use crate::record::Delivery;
-use crate::sinks::SendOutcome;
 use crate::text::log_safe;
 use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sns::types::MessageAttributeValue;
@@ -24,12 +26,9 @@ pub struct SnsSink {
 }
 
 impl SnsSink {
-    pub fn new(route: &str, config: &SnsConfig) -> crate::Result<Self> {
+    pub fn new(config: &SnsConfig) -> crate::Result<Self> {
         if !config.topic_arn.starts_with("arn:") {
-            anyhow::bail!(
-                "route `{route}`: topic_arn `{}` is not an ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
-                config.topic_arn
-            );
+            anyhow::bail!("topic_arn `{}` is not an ARN (arn:aws:sns:REGION:ACCOUNT:NAME)", config.topic_arn);
         }
         Ok(SnsSink { fifo: config.topic_arn.ends_with(".fifo"), config: config.clone(), client: OnceCell::new() })
     }
@@ -87,11 +86,7 @@ impl Sink for SnsSink {
         match tokio::time::timeout(self.config.timeout + Duration::from_secs(1), publish.send()).await {
             Ok(Ok(_)) => SendOutcome::Delivered,
             Ok(Err(e)) => classify(&e),
-            Err(_) => SendOutcome::Retry {
-                status: None,
-                error: format!("sns: no answer within {:?}", self.config.timeout),
-                retry_after: None,
-            },
+            Err(_) => SendOutcome::retry(None, format!("sns: no answer within {:?}", self.config.timeout)),
         }
     }
 }
@@ -113,13 +108,13 @@ where
                 || code == "InternalError"
                 || code == "ServiceUnavailable";
             if retry {
-                SendOutcome::Retry { status, error, retry_after: None }
+                SendOutcome::retry(status, error)
             } else {
-                SendOutcome::Fatal { status, error }
+                SendOutcome::fatal(status, error)
             }
         }
-        SdkError::ConstructionFailure(_) => SendOutcome::Fatal { status: None, error: format!("sns: {e}") },
-        _ => SendOutcome::Retry { status: None, error: format!("sns: {}", describe_error(e)), retry_after: None },
+        SdkError::ConstructionFailure(_) => SendOutcome::fatal(None, format!("sns: {e}")),
+        _ => SendOutcome::retry(None, format!("sns: {}", describe_error(e))),
     }
 }
 

@@ -5,11 +5,13 @@
 //! `webhook-id` / `Idempotency-Key` is the tenant- and route-scoped
 //! [`super::message_id`].
 
+mod config;
 mod encode;
 
-use super::{describe_error, message_id, Sink};
-use crate::config::WebhookConfig;
-use crate::egress::{self, Egress, RefusedTarget, TargetPolicy};
+pub use config::{OneOrMany, WebhookConfig};
+
+use super::{describe_error, message_id, Sink, SinkContext};
+use crate::egress::{self, RefusedTarget, TargetPolicy};
 use crate::record::Delivery;
 use crate::signing::{self, SigningKey};
 use crate::sinks::outcome::{parse_retry_after, SendOutcome};
@@ -40,56 +42,50 @@ pub struct WebhookSink {
 }
 
 impl WebhookSink {
-    /// Reads the secrets and checks the URL and headers. Errors name the route and key
-    /// but never a secret.
-    /// `egress` decides which addresses it may reach and through which proxy.
-    pub fn new(route: &str, config: &WebhookConfig, egress: &Egress) -> crate::Result<Self> {
-        let url =
-            reqwest::Url::parse(&config.url).map_err(|e| anyhow!("route `{route}`: url: not a valid URL: {e}"))?;
+    /// Reads the secrets and checks the URL and headers. Errors name the key but never
+    /// a secret. `ctx.egress` decides which addresses it may reach and through which
+    /// proxy.
+    pub fn new(ctx: &SinkContext, config: &WebhookConfig) -> crate::Result<Self> {
+        let url = reqwest::Url::parse(&config.url).map_err(|e| anyhow!("url: not a valid URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
-            bail!("route `{route}`: url: scheme must be http or https, not `{}`", url.scheme());
+            bail!("url: scheme must be http or https, not `{}`", url.scheme());
         }
-        egress.targets.check_url(&url).map_err(|e| anyhow!("route `{route}`: url: {e}"))?;
+        ctx.egress.targets.check_url(&url).map_err(|e| anyhow!("url: {e}"))?;
         let mut keys = Vec::new();
         for var in config.secret_env.to_vec() {
-            let secret = std::env::var(&var).map_err(|_| anyhow!("route `{route}`: secret_env `{var}` is not set"))?;
-            keys.push(SigningKey::parse(&secret).map_err(|e| anyhow!("route `{route}`: secret_env `{var}`: {e}"))?);
+            let secret = std::env::var(&var).map_err(|_| anyhow!("secret_env `{var}` is not set"))?;
+            keys.push(SigningKey::parse(&secret).map_err(|e| anyhow!("secret_env `{var}`: {e}"))?);
         }
         for path in config.secret_file.to_vec() {
-            let secret = std::fs::read_to_string(&path)
-                .map_err(|e| anyhow!("route `{route}`: secret_file {}: {e}", path.display()))?;
-            keys.push(
-                SigningKey::parse(&secret)
-                    .map_err(|e| anyhow!("route `{route}`: secret_file {}: {e}", path.display()))?,
-            );
+            let secret = std::fs::read_to_string(&path).map_err(|e| anyhow!("secret_file {}: {e}", path.display()))?;
+            keys.push(SigningKey::parse(&secret).map_err(|e| anyhow!("secret_file {}: {e}", path.display()))?);
         }
         if keys.is_empty() && (config.standard_webhooks || config.x_signature) {
             bail!(
-                "route `{route}`: signing is on but no secret is configured; set secret_env or secret_file \
+                "signing is on but no secret is configured; set secret_env or secret_file \
                  (or standard_webhooks = false and x_signature = false)"
             );
         }
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| anyhow!("route `{route}`: headers: `{name}` is not a valid header name"))?;
-            let v = HeaderValue::from_str(value)
-                .map_err(|_| anyhow!("route `{route}`: headers.{name}: not a valid header value"))?;
+                .map_err(|_| anyhow!("headers: `{name}` is not a valid header name"))?;
+            let v = HeaderValue::from_str(value).map_err(|_| anyhow!("headers.{name}: not a valid header value"))?;
             headers.insert(n, v);
         }
-        let client = egress
-            .client_builder()
-            .map_err(|e| anyhow!("route `{route}`: {e}"))?
+        let client = ctx
+            .egress
+            .client_builder()?
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| anyhow!("route `{route}`: cannot build the HTTP client: {e}"))?;
+            .map_err(|e| anyhow!("cannot build the HTTP client: {e}"))?;
         Ok(WebhookSink {
             client,
-            route: route.to_string(),
-            targets: egress.targets.clone(),
+            route: ctx.route.clone(),
+            targets: ctx.egress.targets.clone(),
             url,
             keys,
             standard_webhooks: config.standard_webhooks,
@@ -130,10 +126,10 @@ impl Sink for WebhookSink {
         let body = match encode::sorted_json(delivery.payload.get()) {
             Ok(body) => body,
             Err(e) => {
-                return SendOutcome::Fatal {
-                    status: None,
-                    error: format!("not sent: the payload has no canonical JSON form to sign ({e})"),
-                }
+                return SendOutcome::fatal(
+                    None,
+                    format!("not sent: the payload has no canonical JSON form to sign ({e})"),
+                )
             }
         };
         let headers = self.request_headers(delivery, &body);
@@ -152,15 +148,11 @@ impl Sink for WebhookSink {
                 let excerpt = excerpt(resp).await;
                 classify(status, retry_after, excerpt)
             }
-            Err(e) if e.is_timeout() => SendOutcome::Retry {
-                status: None,
-                error: format!("timed out after {:?}", self.timeout),
-                retry_after: None,
-            },
+            Err(e) if e.is_timeout() => SendOutcome::retry(None, format!("timed out after {:?}", self.timeout)),
             Err(e) => match egress::refused_target(&e) {
                 Some(refused) => self.refused(refused),
                 // `without_url`: a URL may carry a token in its query.
-                None => SendOutcome::Retry { status: None, error: describe_error(&e.without_url()), retry_after: None },
+                None => SendOutcome::retry(None, describe_error(&e.without_url())),
             },
         }
     }
@@ -169,7 +161,7 @@ impl Sink for WebhookSink {
 impl WebhookSink {
     /// A target the egress policy refuses: dead-lettered at once (retrying cannot help).
     fn refused(&self, e: &RefusedTarget) -> SendOutcome {
-        SendOutcome::Fatal { status: None, error: format!("route `{}`: refused target: {e}", self.route) }
+        SendOutcome::fatal(None, format!("route `{}`: refused target: {e}", self.route))
     }
 }
 
@@ -180,8 +172,8 @@ pub fn classify(status: StatusCode, retry_after: Option<Duration>, excerpt: Stri
     let error = if excerpt.is_empty() { format!("HTTP {code}") } else { format!("HTTP {code}: {excerpt}") };
     match code {
         200..=299 => SendOutcome::Delivered,
-        408 | 429 | 500..=599 => SendOutcome::Retry { status: Some(code), error, retry_after },
-        _ => SendOutcome::Fatal { status: Some(code), error },
+        408 | 429 | 500..=599 => SendOutcome::retry(Some(code), error).with_retry_after(retry_after),
+        _ => SendOutcome::fatal(Some(code), error),
     }
 }
 
@@ -229,7 +221,7 @@ mod tests {
             targets: std::sync::Arc::new(crate::egress::TargetPolicy { allow_all: true, ..Default::default() }),
             proxy: None,
         };
-        WebhookSink::new("default", &config, &loopback_allowed).unwrap()
+        WebhookSink::new(&SinkContext::new("acme".into(), "default", loopback_allowed), &config).unwrap()
     }
 
     fn delivery(payload: &str) -> Delivery {

@@ -1,8 +1,11 @@
 //! JSON Lines on standard output, for development and the quickstart.
 
-use super::Sink;
+mod config;
+
+pub use config::StdoutConfig;
+
 use crate::record::Delivery;
-use crate::sinks::SendOutcome;
+use crate::sinks::{SendOutcome, Sink};
 use std::io::Write;
 
 pub struct StdoutSink;
@@ -14,7 +17,7 @@ impl Sink for StdoutSink {
         let mut out = std::io::stdout().lock();
         match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
             Ok(()) => SendOutcome::Delivered,
-            Err(e) => SendOutcome::Retry { status: None, error: format!("stdout: {e}"), retry_after: None },
+            Err(e) => SendOutcome::retry(None, format!("stdout: {e}")),
         }
     }
 }

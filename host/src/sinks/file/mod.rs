@@ -1,8 +1,11 @@
 //! JSON Lines to a file, one line per delivery.
 
-use super::Sink;
+mod config;
+
+pub use config::FileConfig;
+
 use crate::record::Delivery;
-use crate::sinks::SendOutcome;
+use crate::sinks::{SendOutcome, Sink};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
@@ -12,16 +15,16 @@ pub struct FileSink {
 }
 
 impl FileSink {
-    pub fn open(route: &str, path: &Path) -> crate::Result<Self> {
+    /// Opens `path` for appending, creating it and its directories if missing.
+    pub fn open(path: &Path) -> crate::Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("route `{route}`: cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
         }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| anyhow::anyhow!("route `{route}`: cannot open {}: {e}", path.display()))?;
+            .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
         Ok(FileSink { file: Mutex::new(file) })
     }
 }
@@ -32,7 +35,7 @@ impl Sink for FileSink {
         let line = delivery.to_json_line();
         match self.file.lock().expect("file sink lock").write_all(line.as_bytes()) {
             Ok(()) => SendOutcome::Delivered,
-            Err(e) => SendOutcome::Retry { status: None, error: format!("write failed: {e}"), retry_after: None },
+            Err(e) => SendOutcome::retry(None, format!("write failed: {e}")),
         }
     }
 }
