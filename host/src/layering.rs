@@ -11,7 +11,7 @@
 //! delivery                                      route queues, retry schedules
 //! sinks                                         one folder per transport
 //! policy                                        engine, sandbox, versions, swap
-//! spool                                         the store
+//! store                                         the Store trait and its SQLite store
 //! config                                        the TOML schema
 //! event record                                  shared records
 //! text json units clock contract telemetry signing egress api_error
@@ -35,7 +35,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("event", 1),
     ("record", 1),
     ("config", 2),
-    ("spool", 3),
     ("store", 3),
     ("policy", 4),
     ("sinks", 5),
@@ -152,7 +151,7 @@ mod tests {
     #[test]
     fn an_upward_import_is_caught_and_named() {
         let files = BTreeMap::from([
-            ("spool/mod.rs".to_string(), "use crate::record::Delivery;\nuse crate::app::App;\n".to_string()),
+            ("store/mod.rs".to_string(), "use crate::record::Delivery;\nuse crate::app::App;\n".to_string()),
             ("sinks/kafka/mod.rs".to_string(), "use crate::{config::X, tenants::Tenant};\n".to_string()),
             ("ingest/mod.rs".to_string(), "// see crate::app::App\nuse crate::tenants::Caller;\n".to_string()),
             ("mystery.rs".to_string(), String::new()),
@@ -161,7 +160,7 @@ mod tests {
         assert_eq!(problems.len(), 3, "{problems:#?}");
         assert!(problems[0].contains("mystery.rs: module `mystery` has no layer"), "{problems:#?}");
         assert!(problems[1].contains("sinks/kafka/mod.rs: `sinks` (layer 5) imports `crate::tenants` (layer 7)"));
-        assert!(problems[2].contains("spool/mod.rs: `spool` (layer 3) imports `crate::app` (layer 10)"));
+        assert!(problems[2].contains("store/mod.rs: `store` (layer 3) imports `crate::app` (layer 10)"));
     }
 
     #[test]
