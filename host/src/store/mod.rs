@@ -8,6 +8,7 @@
 //! the lease on claimed deliveries ([`lease`]) is what lets both be correct.
 
 pub mod accept;
+pub mod control;
 pub mod data_dir;
 pub mod depths;
 pub mod dlq;
