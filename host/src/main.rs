@@ -68,6 +68,8 @@ enum Command {
         #[command(subcommand)]
         command: DlqCommand,
     },
+    /// Print the admin API's OpenAPI 3.1 document (what `GET /admin/v1/openapi.json` serves).
+    Openapi,
 }
 
 #[derive(Args)]
@@ -201,6 +203,10 @@ fn main() -> ExitCode {
         }
         Some(Command::Policy(command)) => policy(command),
         Some(Command::Dlq { endpoint, command }) => dlq(endpoint, command),
+        Some(Command::Openapi) => {
+            print!("{}", hostd::admin::openapi::document_json());
+            Ok(())
+        }
         None => serve(cli.serve),
     };
     match result {

@@ -7,20 +7,20 @@
 //! before a byte of its body is read.
 
 pub mod cli;
+pub mod openapi;
 pub mod policy;
 mod replay;
 
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, ErrorBody};
 use crate::clock::now_ms;
 use crate::ingest::Pipeline;
 use crate::policy::PolicyEngine;
-use crate::store::{DlqEntry, DlqFilter, Store};
+use crate::store::{DlqEntry, DlqFilter, DlqPage, Store};
 use crate::tenants::{Caller, TenantRegistry};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -57,6 +57,7 @@ pub fn router() -> Router<AdminState> {
         .route("/admin/v1/dlq/replay", post(replay::replay))
         .route("/admin/v1/dlq/purge", post(purge))
         .route("/admin/v1/dlq/{id}", get(show).delete(delete))
+        .route("/admin/v1/openapi.json", get(openapi::openapi_json))
         .merge(policy::router())
 }
 
@@ -91,13 +92,17 @@ fn spool_error(e: crate::store::StoreError) -> ApiError {
 }
 
 /// Filters as query parameters or a JSON body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct FilterParams {
+    /// Only this tenant's entries (a tenant token sees only its own anyway).
     tenant: Option<String>,
+    /// Only this route's entries.
     route: Option<String>,
     /// A duration back from now, like `1h`.
     since: Option<String>,
+    /// Entries per page (default 100, at most 1000); for `all` selections, the most entries handled.
     limit: Option<usize>,
     /// Only entries with a higher id: the `next` cursor of the previous page.
     after: Option<i64>,
@@ -133,11 +138,15 @@ fn bad_limit(message: String) -> ApiError {
     ApiError::bad_request("invalid_filter", message)
 }
 
+/// The DLQ, a page at a time, oldest first; follow `next` (as `after`) for the next page.
+#[utoipa::path(get, path = "/admin/v1/dlq", operation_id = "list_dlq", tag = "dlq", params(FilterParams),
+    responses((status = 200, body = DlqPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
 async fn list(
     State(app): State<AdminState>,
     caller: Caller,
     Query(params): Query<FilterParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DlqPage>, ApiError> {
     let limit = match params.limit {
         None => DEFAULT_PAGE,
         Some(0) => return Err(bad_limit("`limit` must be at least 1".into())),
@@ -148,16 +157,24 @@ async fn list(
     };
     let filter = params.into_filter(&caller)?;
     let page = app.spool().dlq_page(&filter, limit).await.map_err(spool_error)?;
-    Ok(Json(json!({"entries": page.entries, "next": page.next})))
+    Ok(Json(page))
 }
 
+/// One DLQ entry: the original event (where kept), the last payload, attempts and the last error.
+#[utoipa::path(get, path = "/admin/v1/dlq/{id}", operation_id = "get_dlq_entry", tag = "dlq", params(("id" = i64, Path, description = "the entry's id")),
+    responses((status = 200, body = DlqEntry), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
 async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<DlqEntry>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     may_see(&caller, &entry)?;
     Ok(Json(entry))
 }
 
-async fn delete(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+/// Deletes one DLQ entry.
+#[utoipa::path(delete, path = "/admin/v1/dlq/{id}", operation_id = "delete_dlq_entry", tag = "dlq", params(("id" = i64, Path, description = "the entry's id")),
+    responses((status = 200, body = Purged), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn delete(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Purged>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     may_see(&caller, &entry)?;
     // The delete itself carries the tenant: it can only remove this tenant's entry.
@@ -166,19 +183,27 @@ async fn delete(State(app): State<AdminState>, caller: Caller, Path(id): Path<i6
     if n == 0 {
         return Err(not_found(id));
     }
-    Ok(Json(json!({"purged": n})))
+    Ok(Json(Purged { purged: n }))
 }
 
 fn not_found(id: i64) -> ApiError {
     ApiError::not_found("not_found", format!("no DLQ entry {id}"))
 }
 
+/// How many entries were deleted.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Purged {
+    pub purged: usize,
+}
+
 /// Which entries: `ids`, or `all` with the filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Selection {
+    /// Entries by id (at most 1000).
     #[serde(default)]
     ids: Vec<i64>,
+    /// Every entry the filters match.
     #[serde(default)]
     all: bool,
     #[serde(flatten)]
@@ -240,11 +265,15 @@ pub(super) async fn resolve(app: &AdminState, caller: &Caller, selection: Select
     Ok(Resolved::Ids { entries, tenant: scoped_tenant })
 }
 
+/// Deletes the selected DLQ entries.
+#[utoipa::path(post, path = "/admin/v1/dlq/purge", operation_id = "purge_dlq", tag = "dlq", request_body = Selection,
+    responses((status = 200, body = Purged), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn purge(
     State(app): State<AdminState>,
     caller: Caller,
     Json(selection): Json<Selection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Purged>, ApiError> {
     let filter = match resolve(&app, &caller, selection).await? {
         Resolved::Ids { entries, tenant } => {
             DlqFilter { ids: Some(entries.iter().map(|e| e.id).collect()), tenant, ..DlqFilter::default() }
@@ -252,5 +281,5 @@ async fn purge(
         Resolved::All(filter) => filter,
     };
     let n = app.spool().dlq_purge(&filter).await.map_err(spool_error)?;
-    Ok(Json(json!({"purged": n})))
+    Ok(Json(Purged { purged: n }))
 }

@@ -15,7 +15,7 @@
 //! only for the admin, and only up to [`MAX_COMPONENT_BYTES`].
 
 use super::AdminState;
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, ErrorBody};
 use crate::policy::live::Swapped;
 use crate::policy::SwapError;
 use crate::tenants::{Caller, Tenant};
@@ -74,17 +74,37 @@ fn status(tenant: &Tenant) -> Value {
     v
 }
 
+/// Every tenant the caller may see, with its active policy version and statistics.
+#[utoipa::path(get, path = "/admin/v1/tenants", operation_id = "list_tenant_policies", tag = "policies",
+    responses((status = 200, description = "`{\"tenants\": [status, ...]}`, each as GET /admin/v1/tenants/{id}/policy", body = Object),
+              (status = 401, body = ErrorBody)))]
 async fn list(State(app): State<AdminState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let tenants: Vec<Value> =
         app.tenants.all().iter().filter(|t| caller.may_see_tenant(&t.id)).map(|t| status(t)).collect();
     Ok(Json(json!({"tenants": tenants})))
 }
 
+/// A tenant's active and previous policy version (sha256 prefix, when and how loaded),
+/// config, limits, call counts, faults by kind and p50/p99 `evaluate` time.
+#[utoipa::path(get, path = "/admin/v1/tenants/{id}/policy", operation_id = "get_policy", tag = "policies",
+    params(("id" = String, Path, description = "the tenant's id")),
+    responses((status = 200, description = "the tenant's live policy status", body = Object),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let tenant = visible_tenant(&app, &caller, &id)?;
     Ok(Json(status(&tenant)))
 }
 
+/// Replaces a tenant's policy: the body is the component; it is compiled and checked
+/// (exports, `configure`, the tenant's `policy_tests`) off the hot path, then swapped in.
+/// On 422 the old version keeps serving. Admin token only.
+#[utoipa::path(put, path = "/admin/v1/tenants/{id}/policy", operation_id = "replace_policy", tag = "policies",
+    params(("id" = String, Path, description = "the tenant's id"),
+           ("Hostd-Policy-Config" = Option<String>, Header, description = "the policy config, a JSON object (else the current one)")),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "the policy component, at most 64 MiB"),
+    responses((status = 200, description = "the swap: `{tenant, unchanged, active, previous}`", body = Object),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn replace(
     State(app): State<AdminState>,
     caller: Caller,
@@ -145,6 +165,12 @@ fn bad_config(what: &str) -> ApiError {
     ApiError::bad_request("bad_policy_config", format!("header `Hostd-Policy-Config` {what}"))
 }
 
+/// Makes the tenant's previous policy version active again. Admin token only.
+#[utoipa::path(post, path = "/admin/v1/tenants/{id}/policy/rollback", operation_id = "rollback_policy", tag = "policies",
+    params(("id" = String, Path, description = "the tenant's id")),
+    responses((status = 200, description = "the swap: `{tenant, unchanged, active, previous}`", body = Object),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
 async fn rollback(
     State(app): State<AdminState>,
     caller: Caller,

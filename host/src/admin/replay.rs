@@ -2,16 +2,15 @@
 //! tenant's current policy.
 
 use super::{resolve, spool_error, AdminState, Resolved, Selection, MAX_PAGE};
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, ErrorBody};
 use crate::event::parse_event;
 use crate::store::{DlqEntry, DlqFilter};
 use crate::tenants::Caller;
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub(super) enum ReplayMode {
     /// Re-send the last payload as it was.
@@ -20,7 +19,8 @@ pub(super) enum ReplayMode {
     ThroughPolicy,
 }
 
-#[derive(Debug, Deserialize)]
+/// `mode` and a selection (`ids`, or `all` with filters).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(super) struct ReplayRequest {
     mode: Option<ReplayMode>,
     #[serde(flatten)]
@@ -64,11 +64,30 @@ async fn check_originals_kept(app: &AdminState, resolved: &Resolved) -> Result<(
     Ok(())
 }
 
+/// What a replay did: how many entries went back to their route queues, and each one
+/// skipped with the reason.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Replayed {
+    replayed: usize,
+    skipped: Vec<Skipped>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Skipped {
+    id: i64,
+    reason: String,
+}
+
+/// Sends DLQ entries again: `as-is` (the last payload) or `through-policy` (the tenant's
+/// current policy on the original event).
+#[utoipa::path(post, path = "/admin/v1/dlq/replay", operation_id = "replay_dlq", tag = "dlq", request_body = ReplayRequest,
+    responses((status = 200, body = Replayed), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn replay(
     State(app): State<AdminState>,
     caller: Caller,
     Json(req): Json<ReplayRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Replayed>, ApiError> {
     let mode = req.mode.ok_or_else(|| {
         ApiError::bad_request(
             "invalid_replay",
@@ -88,7 +107,7 @@ pub(super) async fn replay(
                 DlqFilter { ids: Some(entries.iter().map(|e| e.id).collect()), tenant, ..DlqFilter::default() };
             let out = app.spool().dlq_requeue(&filter).await.map_err(spool_error)?;
             replayed = out.deliveries.len();
-            skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
+            skipped.extend(out.skipped.into_iter().map(|id| Skipped { id, reason: fault_reason.to_string() }));
             app.pipeline.dispatch(out.deliveries).await;
         }
         (ReplayMode::AsIs, Resolved::All(filter)) => {
@@ -98,7 +117,7 @@ pub(super) async fn replay(
                 let Some(last) = out.last_id else { break };
                 pages.advance(last, out.deliveries.len() + out.skipped.len());
                 replayed += out.deliveries.len();
-                skipped.extend(out.skipped.into_iter().map(|id| json!({"id": id, "reason": fault_reason})));
+                skipped.extend(out.skipped.into_iter().map(|id| Skipped { id, reason: fault_reason.to_string() }));
                 app.pipeline.dispatch(out.deliveries).await;
             }
         }
@@ -106,7 +125,7 @@ pub(super) async fn replay(
             for entry in entries {
                 match replay_through_policy(&app, &entry).await {
                     Ok(()) => replayed += 1,
-                    Err(reason) => skipped.push(json!({"id": entry.id, "reason": reason})),
+                    Err(reason) => skipped.push(Skipped { id: entry.id, reason }),
                 }
             }
         }
@@ -119,13 +138,13 @@ pub(super) async fn replay(
                 for entry in entries {
                     match replay_through_policy(&app, &entry).await {
                         Ok(()) => replayed += 1,
-                        Err(reason) => skipped.push(json!({"id": entry.id, "reason": reason})),
+                        Err(reason) => skipped.push(Skipped { id: entry.id, reason }),
                     }
                 }
             }
         }
     }
-    Ok(Json(json!({"replayed": replayed, "skipped": skipped})))
+    Ok(Json(Replayed { replayed, skipped }))
 }
 
 /// A filtered DLQ walked page by page, up to the entries that existed when the walk

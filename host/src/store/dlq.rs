@@ -8,7 +8,7 @@ use crate::record::Delivery;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DlqEntry {
     pub id: i64,
     pub tenant: String,
@@ -20,9 +20,11 @@ pub struct DlqEntry {
     pub policy_version: Option<String>,
     pub redactions: Vec<String>,
     /// The last payload the policy produced, if any.
+    #[schema(value_type = Option<Object>)]
     pub payload: Option<Box<RawValue>>,
     /// The original event as received; `None` (JSON `null`) when the tenant had
     /// `keep_original = false`.
+    #[schema(value_type = Option<Object>)]
     pub event: Option<Box<RawValue>>,
     pub attempts: u32,
     pub reason: String,
@@ -50,7 +52,7 @@ pub struct DlqFilter {
 
 /// One page of a listing: `next` is the cursor (`after`) of the following page, `None`
 /// on the last page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DlqPage {
     pub entries: Vec<DlqEntry>,
     pub next: Option<i64>,
