@@ -4,18 +4,38 @@ use super::RouteError;
 use crate::egress::Egress;
 use crate::record::TenantId;
 
-/// The tenant and route a sink serves, and the egress policy of `[server]` (where
-/// webhooks may connect, through which proxy).
-#[derive(Debug, Clone)]
+/// The tenant and route a sink serves, the egress policy of `[server]` (where
+/// webhooks may connect, through which proxy), and the signing secrets hostd keeps for
+/// the route itself (a route created through the admin API).
+#[derive(Clone)]
 pub struct SinkContext {
     pub tenant: TenantId,
     pub route: String,
     pub egress: Egress,
+    /// Stored signing secrets, newest first (two during a rotation's overlap). A
+    /// webhook signs with these before any `secret_env` / `secret_file`.
+    pub signing_secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for SinkContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkContext")
+            .field("tenant", &self.tenant)
+            .field("route", &self.route)
+            .field("signing_secrets", &self.signing_secrets.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SinkContext {
     pub fn new(tenant: TenantId, route: impl Into<String>, egress: Egress) -> Self {
-        SinkContext { tenant, route: route.into(), egress }
+        SinkContext { tenant, route: route.into(), egress, signing_secrets: Vec::new() }
+    }
+
+    /// With the route's stored signing secrets, newest first.
+    pub fn with_signing_secrets(mut self, secrets: Vec<String>) -> Self {
+        self.signing_secrets = secrets;
+        self
     }
 
     /// `template` with `{tenant}` and `{route}` replaced (Kafka topics, Redis stream

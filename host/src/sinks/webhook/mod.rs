@@ -52,6 +52,9 @@ impl WebhookSink {
         }
         ctx.egress.targets.check_url(&url).map_err(|e| anyhow!("url: {e}"))?;
         let mut keys = Vec::new();
+        for (i, secret) in ctx.signing_secrets.iter().enumerate() {
+            keys.push(SigningKey::parse(secret).map_err(|e| anyhow!("stored signing secret {i}: {e}"))?);
+        }
         for var in config.secret_env.to_vec() {
             let secret = std::env::var(&var).map_err(|_| anyhow!("secret_env `{var}` is not set"))?;
             keys.push(SigningKey::parse(&secret).map_err(|e| anyhow!("secret_env `{var}`: {e}"))?);
@@ -62,8 +65,8 @@ impl WebhookSink {
         }
         if keys.is_empty() && (config.standard_webhooks || config.x_signature) {
             bail!(
-                "signing is on but no secret is configured; set secret_env or secret_file \
-                 (or standard_webhooks = false and x_signature = false)"
+                "signing is on but no secret is configured; set secret_env or secret_file, or let hostd keep one \
+                 (a route created through the admin API) (or standard_webhooks = false and x_signature = false)"
             );
         }
         let mut headers = HeaderMap::new();
