@@ -44,7 +44,7 @@ pub struct TenantConfig {
 }
 
 /// What happens to an event whose policy faults. Never "deliver it unshaped".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnPolicyError {
     #[default]

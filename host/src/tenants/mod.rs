@@ -6,6 +6,7 @@
 
 pub mod caller;
 pub mod provision;
+pub mod spec;
 pub mod tokens;
 
 pub use crate::record::TenantId;
