@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Args, Parser, Subcommand};
+use hostd::admin::manage_cli as manage;
 use hostd::config::{Config, Quickstart};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,49 @@ enum Command {
     },
     /// Print the admin API's OpenAPI 3.1 document (what `GET /admin/v1/openapi.json` serves).
     Openapi,
+    /// Tenants of a running hostd: create, list, show, update, delete.
+    Tenant {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(subcommand)]
+        command: manage::TenantCommand,
+    },
+    /// Routes of a tenant: add, list, show, update, remove.
+    Route {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(subcommand)]
+        command: manage::RouteCommand,
+    },
+    /// Tokens of a tenant: create, list, revoke.
+    Token {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(subcommand)]
+        command: manage::TokenCommand,
+    },
+    /// Signing secrets of a webhook route: rotate, list.
+    Secret {
+        #[command(flatten)]
+        endpoint: EndpointArgs,
+        #[command(flatten)]
+        output: OutputArgs,
+        #[command(subcommand)]
+        command: manage::SecretCommand,
+    },
+}
+
+#[derive(Args)]
+struct OutputArgs {
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -203,6 +247,18 @@ fn main() -> ExitCode {
         }
         Some(Command::Policy(command)) => policy(command),
         Some(Command::Dlq { endpoint, command }) => dlq(endpoint, command),
+        Some(Command::Tenant { endpoint, output, command }) => {
+            manage(endpoint, |ep, out| Box::pin(manage::tenant(ep, output.json, command, out)))
+        }
+        Some(Command::Route { endpoint, output, command }) => {
+            manage(endpoint, |ep, out| Box::pin(manage::route(ep, output.json, command, out)))
+        }
+        Some(Command::Token { endpoint, output, command }) => {
+            manage(endpoint, |ep, out| Box::pin(manage::token(ep, output.json, command, out)))
+        }
+        Some(Command::Secret { endpoint, output, command }) => {
+            manage(endpoint, |ep, out| Box::pin(manage::secret(ep, output.json, command, out)))
+        }
         Some(Command::Openapi) => {
             print!("{}", hostd::admin::openapi::document_json());
             Ok(())
@@ -285,6 +341,19 @@ fn dlq(endpoint: EndpointArgs, command: DlqCommand) -> hostd::Result<()> {
             DlqCommand::Purge { selection } => cli::purge(&ep, &selection.into_selection(), &mut out).await,
         }
     })
+}
+
+type Managed<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = hostd::Result<()>> + 'a>>;
+
+/// Runs one management command against the daemon's API.
+fn manage(
+    endpoint: EndpointArgs,
+    run: impl for<'a> FnOnce(&'a hostd::admin::cli::Endpoint, &'a mut dyn std::io::Write) -> Managed<'a>,
+) -> hostd::Result<()> {
+    let ep = endpoint.endpoint()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut out = std::io::stdout().lock();
+    runtime.block_on(run(&ep, &mut out))
 }
 
 fn parse_policy_config(text: &str) -> hostd::Result<toml::Table> {

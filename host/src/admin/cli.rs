@@ -33,7 +33,12 @@ impl Selection {
     }
 }
 
-async fn call(ep: &Endpoint, method: reqwest::Method, path: &str, body: Option<Value>) -> crate::Result<Value> {
+pub(crate) async fn call(
+    ep: &Endpoint,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> crate::Result<Value> {
     let mut req = request(ep, method, path);
     if let Some(b) = body {
         req = req.json(&b);
@@ -41,12 +46,12 @@ async fn call(ep: &Endpoint, method: reqwest::Method, path: &str, body: Option<V
     send(ep, req).await
 }
 
-fn request(ep: &Endpoint, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+pub(crate) fn request(ep: &Endpoint, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
     let url = format!("{}{path}", ep.url.trim_end_matches('/'));
     reqwest::Client::new().request(method, &url).bearer_auth(&ep.token)
 }
 
-async fn send(ep: &Endpoint, req: reqwest::RequestBuilder) -> crate::Result<Value> {
+pub(crate) async fn send(ep: &Endpoint, req: reqwest::RequestBuilder) -> crate::Result<Value> {
     let resp = req.send().await.map_err(|e| anyhow!("cannot reach hostd at {}: {e}", ep.url))?;
     let status = resp.status();
     let text = resp.text().await.unwrap_or_default();
@@ -123,7 +128,7 @@ pub async fn purge(ep: &Endpoint, sel: &Selection, out: &mut dyn std::io::Write)
     Ok(())
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

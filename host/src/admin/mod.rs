@@ -7,6 +7,7 @@
 //! before a byte of its body is read.
 
 pub mod cli;
+pub mod manage_cli;
 pub mod openapi;
 pub mod policy;
 mod replay;
