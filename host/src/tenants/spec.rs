@@ -77,7 +77,10 @@ pub fn check_name(what: &str, name: &str) -> Result<(), SpecError> {
 /// form).
 pub fn toml_table(field: &str, object: &Map<String, Value>) -> Result<toml::Table, SpecError> {
     toml::Table::try_from(Value::Object(object.clone())).map_err(|e| {
-        SpecError::new(field, format!("cannot be stored as configuration ({e}); JSON null has no equivalent, leave the key out"))
+        SpecError::new(
+            field,
+            format!("cannot be stored as configuration ({e}); JSON null has no equivalent, leave the key out"),
+        )
     })
 }
 
@@ -86,7 +89,10 @@ impl TenantSpec {
     pub fn check(&self) -> Result<(), SpecError> {
         check_name("id", &self.id)?;
         if self.policy.len() != 64 || !self.policy.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(SpecError::new("policy", "must be the sha256 (64 lowercase hex digits) of an uploaded component"));
+            return Err(SpecError::new(
+                "policy",
+                "must be the sha256 (64 lowercase hex digits) of an uploaded component",
+            ));
         }
         toml_table("policy_config", &self.policy_config)?;
         self.policy_limits()?;
@@ -133,7 +139,10 @@ impl TenantSpec {
 pub fn route_config(spec: &Map<String, Value>) -> Result<RouteConfig, SpecError> {
     let table = toml_table("route", spec)?;
     if !table.contains_key("type") {
-        return Err(SpecError::new("type", "missing: say which transport (webhook, kafka, redis-stream, sns, file, stdout)"));
+        return Err(SpecError::new(
+            "type",
+            "missing: say which transport (webhook, kafka, redis-stream, sns, file, stdout)",
+        ));
     }
     toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| SpecError::new("route", e.message()))
 }
@@ -185,9 +194,11 @@ mod tests {
 
     #[test]
     fn routes_take_the_config_files_keys() {
-        let rc = route_config(json!({"type": "webhook", "url": "https://x.example/h", "retry": ["1s"], "concurrency": 4})
-            .as_object()
-            .unwrap())
+        let rc = route_config(
+            json!({"type": "webhook", "url": "https://x.example/h", "retry": ["1s"], "concurrency": 4})
+                .as_object()
+                .unwrap(),
+        )
         .unwrap();
         assert_eq!(rc.kind(), Some("webhook"));
         assert_eq!(rc.delivery.concurrency, 4);
