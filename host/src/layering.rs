@@ -14,7 +14,7 @@
 //! store                                         the Store trait and its SQLite store
 //! config                                        the TOML schema
 //! event record                                  shared records
-//! text json units clock contract telemetry signing egress api_error
+//! text json units clock contract telemetry signing egress api_error secret_key
 //! ```
 
 use regex::Regex;
@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("signing", 0),
     ("egress", 0),
     ("api_error", 0),
+    ("secret_key", 0),
     ("event", 1),
     ("record", 1),
     ("config", 2),

@@ -7,7 +7,7 @@
 //! [`server`], [`swap`], [`mod@check`]); [`admin`]; [`ingest`]; [`tenants`]; [`delivery`];
 //! [`sinks`]; [`policy`]; [`store`]; [`config`]; shared records ([`event`], [`record`]);
 //! helpers ([`json`], [`text`], [`units`], [`clock`], [`contract`], [`telemetry`],
-//! [`signing`], [`egress`], [`api_error`]). `main.rs` only parses the command line.
+//! [`signing`], [`egress`], [`api_error`], [`secret_key`]). `main.rs` only parses the command line.
 // One `unsafe` in the crate: loading compiled components from hostd's own cache
 // (policy/engine.rs); everything else is safe Rust.
 #![deny(unsafe_code)]
@@ -29,6 +29,7 @@ pub mod json;
 mod layering;
 pub mod policy;
 pub mod record;
+pub mod secret_key;
 pub mod server;
 pub mod signing;
 pub mod sinks;

@@ -150,6 +150,9 @@ impl Config {
         if let Some(proxy) = &server.http_proxy {
             crate::egress::proxy_host(proxy)?;
         }
+        if server.secret_key_env.is_some() && server.secret_key_file.is_some() {
+            bail!("{SECRET_KEY_TWICE}");
+        }
         if self.server.dlq_retention.is_zero() {
             bail!("server.dlq_retention: must be more than 0 (a long one like \"3650d\" keeps entries for years)");
         }

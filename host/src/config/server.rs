@@ -1,6 +1,7 @@
 //! `[server]`: the listener, the data directory and everything shared by all tenants.
 
 use crate::egress::{Cidr, Egress, TargetPolicy};
+use crate::secret_key::SecretKey;
 use crate::units::{de_duration, de_size};
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -72,6 +73,12 @@ pub struct ServerConfig {
     /// DLQ entries dead-lettered longer ago than this are deleted by a periodic sweep.
     #[serde(default = "default_dlq_retention", deserialize_with = "de_duration")]
     pub dlq_retention: Duration,
+    /// Env var holding the key that encrypts signing secrets in the store (32 bytes as
+    /// hex or base64, `openssl rand -hex 32`). Without it (or `secret_key_file`) the
+    /// management API cannot store a signing secret.
+    pub secret_key_env: Option<String>,
+    /// File holding that key, instead of `secret_key_env`.
+    pub secret_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -105,6 +112,8 @@ impl Default for ServerConfig {
             allow_private_targets: false,
             allowed_private_targets: Vec::new(),
             dlq_retention: default_dlq_retention(),
+            secret_key_env: None,
+            secret_key_file: None,
         }
     }
 }
@@ -155,5 +164,71 @@ impl ServerConfig {
             }),
             proxy: self.http_proxy.clone(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// The key `secret_key_env` or `secret_key_file` names, if one does. Errors name the
+    /// key and the variable or file, never the key's text.
+    pub fn read_secret_key(&self) -> Result<Option<SecretKey>, String> {
+        self.read_secret_key_from(|var| std::env::var(var).ok())
+    }
+
+    /// [`ServerConfig::read_secret_key`], with `env` standing in for the environment.
+    pub fn read_secret_key_from(&self, env: impl Fn(&str) -> Option<String>) -> Result<Option<SecretKey>, String> {
+        let (source, text) = match (&self.secret_key_env, &self.secret_key_file) {
+            (Some(_), Some(_)) => return Err(SECRET_KEY_TWICE.to_string()),
+            (None, None) => return Ok(None),
+            (Some(var), None) => {
+                let source = format!("server.secret_key_env `{var}`");
+                let text = env(var).ok_or_else(|| format!("{source} is not set"))?;
+                (source, text)
+            }
+            (None, Some(path)) => {
+                let source = format!("server.secret_key_file {}", path.display());
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{source}: cannot read it: {e}"))?;
+                (source, text)
+            }
+        };
+        if text.trim().is_empty() {
+            return Err(format!("{source} is empty"));
+        }
+        SecretKey::parse(&text, &source).map(Some).map_err(|e| e.to_string())
+    }
+}
+
+/// The error for a config that sets both key sources.
+pub const SECRET_KEY_TWICE: &str = "server: set one of `secret_key_env` and `secret_key_file`, not both";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(text: &str) -> ServerConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn the_secret_key_comes_from_one_place_and_is_never_shown() {
+        let hex = "ab".repeat(32);
+        let env_key = server("secret_key_env = \"K\"");
+        let key = env_key.read_secret_key_from(|v| (v == "K").then(|| hex.clone())).unwrap().unwrap();
+        assert_eq!(key.source(), "server.secret_key_env `K`");
+        assert_eq!(env_key.read_secret_key_from(|_| None).unwrap_err(), "server.secret_key_env `K` is not set");
+        let e = env_key.read_secret_key_from(|_| Some("zz: not a key!".into())).unwrap_err();
+        assert!(e.starts_with("server.secret_key_env `K`: not a key") && !e.contains("zz:"), "{e}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, format!("{hex}\n")).unwrap();
+        let file_key = server(&format!("secret_key_file = {:?}", path.display().to_string()));
+        assert_eq!(file_key.read_secret_key_from(|_| None).unwrap().unwrap().id(), key.id());
+        std::fs::write(&path, "\n").unwrap();
+        let e = file_key.read_secret_key_from(|_| None).unwrap_err();
+        assert_eq!(e, format!("server.secret_key_file {} is empty", path.display()));
+
+        let both = server(&format!("secret_key_env = \"K\"\nsecret_key_file = {:?}", path.display().to_string()));
+        assert_eq!(both.read_secret_key_from(|_| None).unwrap_err(), SECRET_KEY_TWICE);
+        assert!(server("").read_secret_key_from(|_| None).unwrap().is_none());
     }
 }

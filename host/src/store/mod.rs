@@ -17,6 +17,10 @@ pub mod lease;
 pub mod sqlite;
 
 pub use accept::{AcceptItem, Accepted, Shaped, UNASSIGNED_ID};
+pub use control::{
+    AuditEntry, ControlChange, ControlSnapshot, NewAudit, RouteRecord, SecretRecord, TenantRecord, TokenRecord,
+    TokenScope,
+};
 pub use depths::{DepthCache, DepthSample, Depths};
 pub use dlq::{DlqEntry, DlqFilter, DlqPage, Requeued};
 pub use error::{StoreError, StoreErrorKind};
@@ -64,14 +68,13 @@ pub const CLAIM_PAGE: usize = 10_000;
 /// bookkeeping nobody waits for (losing one only repeats an attempt, which
 /// at-least-once allows); [`Store::flush`] waits for all of them.
 ///
-/// # Tenant registry (reserved, issue 11)
+/// # The control plane
 ///
-/// The tenant registry's rows — tenants, their routes and their tokens (as hashes) —
-/// are to live in the same store, so that nodes sharing a Postgres store share their
-/// tenants and a tenant created through the API survives a restart. They will come as
-/// their own methods (list with a version to watch, create / replace / remove in one
-/// transaction with the tenant's routes and tokens), next to and independent of the
-/// delivery methods here; nothing in this trait stores them yet.
+/// Tenants, routes, tokens (as hashes) and signing secrets (encrypted) created through
+/// the management API live in the same store ([`control`]), so that they survive a
+/// restart and nodes sharing a store share them. [`Store::control_load`] reads them
+/// all; [`Store::control_apply`] changes them, a list of changes and its audit entry
+/// in one transaction, or none of it.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
     /// Where the store is, for logs: its file, or its server.
@@ -215,6 +218,33 @@ pub trait Store: Send + Sync {
 
     /// Completes once every write queued before it has committed.
     async fn flush(&self) -> Result<(), StoreError>;
+
+    /// Every tenant, route, token and signing secret (decrypted), as of one moment.
+    /// Fails with [`StoreErrorKind::SecretKey`] when the store holds signing secrets
+    /// and the key is missing or another.
+    async fn control_load(&self) -> Result<ControlSnapshot, StoreError>;
+
+    /// Applies `changes` in order and writes `audit`, in one durable commit, or nothing
+    /// of them: the new revision of each [`ControlChange::PutTenant`] and
+    /// [`ControlChange::PutRoute`], 0 for the other changes. A refused change fails the
+    /// whole call with [`StoreErrorKind::NotFound`], [`StoreErrorKind::Conflict`],
+    /// [`StoreErrorKind::PreconditionFailed`] or [`StoreErrorKind::SecretKey`], its
+    /// message naming the resource.
+    async fn control_apply(&self, changes: Vec<ControlChange>, audit: NewAudit) -> Result<Vec<u64>, StoreError>;
+
+    /// At most `limit` audit entries with ids above `after`, in id order.
+    async fn audit_page(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// The policy component stored under `sha256` (hex) by [`ControlChange::PutPolicy`].
+    async fn policy_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Pending deliveries of `tenant`, to `route` only when given.
+    async fn pending_count(&self, tenant: &str, route: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Moves every pending delivery of `tenant` (to `route` only, when given) to the DLQ
+    /// with `reason` (`route_removed`, `tenant_removed`); returns how many. The caller
+    /// stops the route's queue first.
+    async fn dead_letter_pending(&self, tenant: &str, route: Option<&str>, reason: &str) -> Result<u64, StoreError>;
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 use super::SqliteStore;
 use crate::record::{Delivery, TenantId};
 use crate::store::{
-    AcceptItem, Accepted, Claimed, DepthSample, Depths, DlqEntry, DlqFilter, LeaseOwner, Renewal, Requeued, Store,
-    StoreError,
+    AcceptItem, Accepted, AuditEntry, Claimed, ControlChange, ControlSnapshot, DepthSample, Depths, DlqEntry,
+    DlqFilter, LeaseOwner, NewAudit, Renewal, Requeued, Store, StoreError,
 };
 use std::time::Duration;
 
@@ -115,5 +115,29 @@ impl Store for SqliteStore {
 
     async fn flush(&self) -> Result<(), StoreError> {
         SqliteStore::flush(self).await
+    }
+
+    async fn control_load(&self) -> Result<ControlSnapshot, StoreError> {
+        SqliteStore::control_load(self).await
+    }
+
+    async fn control_apply(&self, changes: Vec<ControlChange>, audit: NewAudit) -> Result<Vec<u64>, StoreError> {
+        SqliteStore::control_apply(self, changes, audit).await
+    }
+
+    async fn audit_page(&self, after: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        SqliteStore::audit_page(self, after, limit).await
+    }
+
+    async fn policy_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        SqliteStore::policy_blob(self, sha256).await
+    }
+
+    async fn pending_count(&self, tenant: &str, route: Option<&str>) -> Result<u64, StoreError> {
+        SqliteStore::pending_count(self, tenant, route).await
+    }
+
+    async fn dead_letter_pending(&self, tenant: &str, route: Option<&str>, reason: &str) -> Result<u64, StoreError> {
+        SqliteStore::dead_letter_pending(self, tenant, route, reason).await
     }
 }

@@ -6,9 +6,12 @@
 //! delivery is the process (`deliveries.rs`).
 //!
 //! One row mapper per table: `deliveries` in `deliveries.rs`, `dlq` in `dlq.rs`, and
-//! the `dedupe` keys in `accept.rs`.
+//! the `dedupe` keys in `accept.rs`; the control plane's tables in `control.rs` (reads)
+//! and `control_apply.rs` (changes).
 
 mod accept;
+mod control;
+mod control_apply;
 mod deliveries;
 mod dlq;
 mod impl_store;
@@ -19,6 +22,7 @@ use super::data_dir::{self, DataDirLock};
 use super::{DepthCache, DepthSample, Depths, LeaseOwner, StoreError, StoreErrorKind};
 use crate::clock::now_ms;
 use crate::config::Durability;
+use crate::secret_key::SecretKey;
 use deliveries::Holdings;
 use rusqlite::{params, Connection};
 use serde_json::value::RawValue;
@@ -47,6 +51,8 @@ pub struct SqliteStore {
     depths: DepthCache,
     last_probe: Mutex<Option<Instant>>,
     holdings: tokio::sync::Mutex<Holdings>,
+    /// Seals and opens signing secrets ([`SqliteStore::with_secret_key`]).
+    secret_key: Option<SecretKey>,
     /// Held for the life of the store: no second hostd opens the same data_dir.
     _lock: DataDirLock,
 }
@@ -96,6 +102,7 @@ impl SqliteStore {
             depths: DepthCache::default(),
             last_probe: Mutex::new(None),
             holdings: tokio::sync::Mutex::new(holdings),
+            secret_key: None,
             _lock: lock,
         })
     }
@@ -261,5 +268,9 @@ fn raw_json(text: String) -> Box<RawValue> {
     RawValue::from_string(text).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null is JSON"))
 }
 
+#[cfg(test)]
+mod control_secret_tests;
+#[cfg(test)]
+mod control_tests;
 #[cfg(test)]
 mod tests;

@@ -60,3 +60,72 @@ CREATE TABLE IF NOT EXISTS write_probe (
   id              INTEGER PRIMARY KEY,
   probed_ms       INTEGER NOT NULL
 );
+
+-- The control plane (tenants, routes, tokens and signing secrets created through the
+-- management API) and its audit log. Added in issue 11: an older spool gets these
+-- tables when it is opened (IF NOT EXISTS), nothing else changes. A tenant's and a
+-- route's `spec` is JSON text; `revision` starts at 1 and grows by one per change.
+CREATE TABLE IF NOT EXISTS tenants (
+  id              TEXT    PRIMARY KEY,
+  spec            TEXT    NOT NULL,
+  revision        INTEGER NOT NULL,
+  created_ms      INTEGER NOT NULL,
+  updated_ms      INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS routes (
+  tenant          TEXT    NOT NULL,
+  name            TEXT    NOT NULL,
+  spec            TEXT    NOT NULL,
+  revision        INTEGER NOT NULL,
+  created_ms      INTEGER NOT NULL,
+  updated_ms      INTEGER NOT NULL,
+  PRIMARY KEY (tenant, name)
+) WITHOUT ROWID;
+
+-- A token is kept as the SHA-256 of its secret, never the secret. `scopes` is a JSON
+-- array ("ingest", "manage", "read-only"). Its tenant may be a config-file tenant.
+CREATE TABLE IF NOT EXISTS tokens (
+  id              TEXT    PRIMARY KEY,
+  tenant          TEXT    NOT NULL,
+  scopes          TEXT    NOT NULL,
+  digest          BLOB    NOT NULL UNIQUE,
+  label           TEXT,
+  created_ms      INTEGER NOT NULL,
+  expires_ms      INTEGER,
+  revoked_ms      INTEGER
+);
+CREATE INDEX IF NOT EXISTS tokens_by_tenant ON tokens (tenant);
+
+-- Signing secrets, sealed with XChaCha20-Poly1305 under the server.secret_key_* key
+-- (`key_id` names it), a random nonce per row, bound to (tenant, route, id).
+CREATE TABLE IF NOT EXISTS signing_secrets (
+  tenant          TEXT    NOT NULL,
+  route           TEXT    NOT NULL,
+  id              TEXT    NOT NULL,
+  key_id          TEXT    NOT NULL,
+  nonce           BLOB    NOT NULL,
+  sealed          BLOB    NOT NULL,
+  created_ms      INTEGER NOT NULL,
+  expires_ms      INTEGER,
+  PRIMARY KEY (tenant, route, id)
+) WITHOUT ROWID;
+
+-- Policy components uploaded through the API, by the hex SHA-256 of their bytes.
+CREATE TABLE IF NOT EXISTS policy_blobs (
+  sha256          TEXT    NOT NULL UNIQUE,
+  bytes           BLOB    NOT NULL,
+  stored_ms       INTEGER NOT NULL
+);
+
+-- Every control-plane change: who (`admin` or a token id), what, when, and the
+-- resource before and after (JSON, without secrets). Ids are never reused.
+CREATE TABLE IF NOT EXISTS audit (
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  at_ms           INTEGER NOT NULL,
+  actor           TEXT    NOT NULL,
+  action          TEXT    NOT NULL,
+  resource        TEXT    NOT NULL,
+  before          TEXT,
+  after           TEXT
+);
