@@ -1,10 +1,13 @@
 //! The admin API: the DLQ (list, show, replay, purge) and, in [`policy`], tenants'
 //! live policies. The admin token (`[server] admin_token_env`) sees every tenant; a
-//! tenant's own token sees only its own entries and gets 403 on anyone else's.
+//! tenant's own token sees only its own entries and gets 403 on anyone else's. A
+//! tenant token reads with the `read-only` (or `manage`) scope and changes (replay,
+//! purge, delete) with `manage`.
 //!
-//! Every handler takes [`Caller`] as an extractor before the body: axum runs extractors
-//! in order and the body one last, so a request without a valid token gets its 401
-//! before a byte of its body is read.
+//! Every handler takes [`ReadCaller`] or [`ManageCaller`] as an extractor before the
+//! body: axum runs extractors in order and the body one last, so a request without a
+//! valid token gets its 401, and one without the scope its 403, before a byte of its
+//! body is read.
 
 pub mod cli;
 pub mod policy;
@@ -15,7 +18,7 @@ use crate::clock::now_ms;
 use crate::ingest::Pipeline;
 use crate::policy::PolicyEngine;
 use crate::store::{DlqEntry, DlqFilter, Store};
-use crate::tenants::{Caller, TenantRegistry};
+use crate::tenants::{Caller, ManageCaller, ReadCaller, TenantRegistry};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -63,9 +66,9 @@ pub fn router() -> Router<AdminState> {
 /// The tenant filter a caller may use: its own for a tenant (403 when it asks for
 /// another), anything for the admin.
 fn scope(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
-    match caller {
-        Caller::Admin => Ok(asked),
-        Caller::Tenant(t) => {
+    match caller.tenant() {
+        None => Ok(asked),
+        Some(t) => {
             let own = t.id.to_string();
             match asked {
                 Some(t) if t != own => Err(forbidden(&t)),
@@ -135,7 +138,7 @@ fn bad_limit(message: String) -> ApiError {
 
 async fn list(
     State(app): State<AdminState>,
-    caller: Caller,
+    ReadCaller(caller): ReadCaller,
     Query(params): Query<FilterParams>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = match params.limit {
@@ -151,13 +154,21 @@ async fn list(
     Ok(Json(json!({"entries": page.entries, "next": page.next})))
 }
 
-async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<DlqEntry>, ApiError> {
+async fn show(
+    State(app): State<AdminState>,
+    ReadCaller(caller): ReadCaller,
+    Path(id): Path<i64>,
+) -> Result<Json<DlqEntry>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     may_see(&caller, &entry)?;
     Ok(Json(entry))
 }
 
-async fn delete(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+async fn delete(
+    State(app): State<AdminState>,
+    ManageCaller(caller): ManageCaller,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     may_see(&caller, &entry)?;
     // The delete itself carries the tenant: it can only remove this tenant's entry.
@@ -242,7 +253,7 @@ pub(super) async fn resolve(app: &AdminState, caller: &Caller, selection: Select
 
 async fn purge(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageCaller(caller): ManageCaller,
     Json(selection): Json<Selection>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = match resolve(&app, &caller, selection).await? {

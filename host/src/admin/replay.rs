@@ -5,7 +5,7 @@ use super::{resolve, spool_error, AdminState, Resolved, Selection, MAX_PAGE};
 use crate::api_error::ApiError;
 use crate::event::parse_event;
 use crate::store::{DlqEntry, DlqFilter};
-use crate::tenants::Caller;
+use crate::tenants::ManageCaller;
 use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
@@ -66,7 +66,7 @@ async fn check_originals_kept(app: &AdminState, resolved: &Resolved) -> Result<(
 
 pub(super) async fn replay(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageCaller(caller): ManageCaller,
     Json(req): Json<ReplayRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let mode = req.mode.ok_or_else(|| {
