@@ -159,3 +159,29 @@ async fn workers_follow_concurrency_up_and_down() {
     let queues = deliverer.queues.read().unwrap();
     assert_eq!(queues.values().map(|q| q.workers()).sum::<usize>(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_to_per_key_orders_what_arrives_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let deliverer = Deliverer::new();
+    let sink = CountingSink::new(SendOutcome::Delivered, true);
+    let acme = TenantId::from("acme");
+    let unordered = options(&[], 4, DeliveryOrder::Unordered);
+    deliverer.add_route(acme.clone(), "r".into(), sink.clone(), &unordered, spool(dir.path()));
+    deliverer.dispatch((1..=3).map(|i| delivery(i, "same")).collect()).unwrap();
+    wait_for("three of one key in flight at once", || sink.now.load(Ordering::SeqCst) == 3).await;
+    let gate = sink.gate.as_ref().unwrap();
+    gate.add_permits(3);
+    wait_for("the unordered ones delivered", || deliverer.outstanding() == 0).await;
+
+    assert!(deliverer.update_route(acme, "r".into(), sink.clone(), &options(&[], 4, DeliveryOrder::PerKey)));
+    deliverer.dispatch((4..=6).map(|i| delivery(i, "same")).collect()).unwrap();
+    for done in 1..=3 {
+        wait_for("the next of the key", || sink.now.load(Ordering::SeqCst) == 1).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(sink.now.load(Ordering::SeqCst), 1, "one of the key in flight at a time");
+        gate.add_permits(1);
+        wait_for("it to be delivered", || deliverer.outstanding() == 3 - done).await;
+    }
+    assert_eq!(sink.calls(), 6);
+}
