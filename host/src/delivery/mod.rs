@@ -94,6 +94,32 @@ impl Deliverer {
         }
     }
 
+    /// Takes one route out of dispatch and stops its queue now: no attempt starts
+    /// after this (those in flight finish) and what it holds stays in the spool, for
+    /// the caller to dead-letter (a forced removal). `false` when there is no such route.
+    pub fn stop_route(&self, tenant: &str, route: &str) -> bool {
+        let key = (TenantId::from(tenant), route.to_string());
+        match self.queues.write().expect("queues lock").remove(&key) {
+            Some(queue) => {
+                queue.stop();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`Deliverer::stop_route`] for every route of a tenant; returns how many.
+    pub fn stop_tenant(&self, tenant: &str) -> usize {
+        let mut queues = self.queues.write().expect("queues lock");
+        let keys: Vec<_> = queues.keys().filter(|(t, _)| &**t == tenant).cloned().collect();
+        for key in &keys {
+            if let Some(queue) = queues.remove(key) {
+                queue.stop();
+            }
+        }
+        keys.len()
+    }
+
     /// Whether the tenant has a running route `route`.
     pub fn has_route(&self, tenant: &str, route: &str) -> bool {
         self.queues.read().expect("queues lock").contains_key(&(TenantId::from(tenant), route.to_string()))

@@ -155,6 +155,12 @@ impl RouteQueue {
         self.workers.grow();
     }
 
+    /// Stops the queue now: no attempt starts after this (those in flight finish);
+    /// what it holds stays in the spool.
+    pub fn stop(self) {
+        self.stop.cancel();
+    }
+
     /// Stops the queue once everything pushed to it is delivered or dead-lettered
     /// (retries included); at shutdown at once, leaving the rest in the spool.
     pub fn retire(self) {

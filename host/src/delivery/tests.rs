@@ -185,3 +185,21 @@ async fn a_switch_to_per_key_orders_what_arrives_after_it() {
     }
     assert_eq!(sink.calls(), 6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_route_starts_no_more_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let deliverer = Deliverer::new();
+    let failing = CountingSink::new(SendOutcome::retry(None, "down"), false);
+    let retrying = options(&[50, 50, 50, 50], 1, DeliveryOrder::Unordered);
+    let spool = spool(dir.path());
+    deliverer.add_route(TenantId::from("acme"), "r".into(), failing.clone(), &retrying, spool.clone());
+    deliverer.add_route(TenantId::from("acme"), "s".into(), failing.clone(), &retrying, spool);
+    deliverer.dispatch(vec![delivery(1, "k")]).unwrap();
+    wait_for("the first attempt", || failing.calls() == 1).await;
+    assert!(deliverer.stop_route("acme", "r") && !deliverer.stop_route("acme", "r"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(failing.calls(), 1, "the retry never ran");
+    assert_eq!(deliverer.stop_tenant("acme"), 1);
+    assert!(!deliverer.has_route("acme", "s"));
+}
