@@ -48,7 +48,7 @@ fn bearer(token: &str) -> HeaderMap {
 /// Sends one event as the holder of `token`, the way ingest does: authenticate against
 /// the registry, then the pipeline. `false` when the token no longer names a tenant.
 async fn send(app: &App, registry: &TenantRegistry, token: &str, key: &str) -> bool {
-    let Ok(tenant) = registry.authenticate(&bearer(token)) else { return false };
+    let Ok((tenant, _)) = registry.authenticate(&bearer(token)) else { return false };
     let body = format!(
         r#"{{"event":"on_tool_end","name":"t","run_id":"r","root_run_id":"root-{key}","idempotency_key":"{key}","data":{{"key":"{key}"}}}}"#
     );

@@ -1,10 +1,13 @@
 //! The admin API: the DLQ (list, show, replay, purge) and, in [`policy`], tenants'
 //! live policies. The admin token (`[server] admin_token_env`) sees every tenant; a
-//! tenant's own token sees only its own entries and gets 403 on anyone else's.
+//! tenant's own token sees only its own entries and gets 403 on anyone else's. A
+//! tenant token reads with the `read-only` (or `manage`) scope and changes (replay,
+//! purge, delete) with `manage`.
 //!
-//! Every handler takes [`Caller`] as an extractor before the body: axum runs extractors
-//! in order and the body one last, so a request without a valid token gets its 401
-//! before a byte of its body is read.
+//! Every handler takes [`ReadCaller`] or [`ManageCaller`] as an extractor before the
+//! body: axum runs extractors in order and the body one last, so a request without a
+//! valid token gets its 401, and one without the scope its 403, before a byte of its
+//! body is read.
 
 pub mod cli;
 pub mod manage_cli;
@@ -17,7 +20,7 @@ use crate::clock::now_ms;
 use crate::ingest::Pipeline;
 use crate::policy::PolicyEngine;
 use crate::store::{DlqEntry, DlqFilter, DlqPage, Store};
-use crate::tenants::{Caller, TenantRegistry};
+use crate::tenants::{Caller, ManageCaller, ReadCaller, TenantRegistry};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -65,9 +68,9 @@ pub fn router() -> Router<AdminState> {
 /// The tenant filter a caller may use: its own for a tenant (403 when it asks for
 /// another), anything for the admin.
 fn scope(caller: &Caller, asked: Option<String>) -> Result<Option<String>, ApiError> {
-    match caller {
-        Caller::Admin => Ok(asked),
-        Caller::Tenant(t) => {
+    match caller.tenant() {
+        None => Ok(asked),
+        Some(t) => {
             let own = t.id.to_string();
             match asked {
                 Some(t) if t != own => Err(forbidden(&t)),
@@ -145,7 +148,7 @@ fn bad_limit(message: String) -> ApiError {
               (status = 403, body = ErrorBody)))]
 async fn list(
     State(app): State<AdminState>,
-    caller: Caller,
+    ReadCaller(caller): ReadCaller,
     Query(params): Query<FilterParams>,
 ) -> Result<Json<DlqPage>, ApiError> {
     let limit = match params.limit {
@@ -165,7 +168,11 @@ async fn list(
 #[utoipa::path(get, path = "/admin/v1/dlq/{id}", operation_id = "get_dlq_entry", tag = "dlq", params(("id" = i64, Path, description = "the entry's id")),
     responses((status = 200, body = DlqEntry), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<DlqEntry>, ApiError> {
+async fn show(
+    State(app): State<AdminState>,
+    ReadCaller(caller): ReadCaller,
+    Path(id): Path<i64>,
+) -> Result<Json<DlqEntry>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     may_see(&caller, &entry)?;
     Ok(Json(entry))
@@ -175,7 +182,11 @@ async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>
 #[utoipa::path(delete, path = "/admin/v1/dlq/{id}", operation_id = "delete_dlq_entry", tag = "dlq", params(("id" = i64, Path, description = "the entry's id")),
     responses((status = 200, body = Purged), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
-async fn delete(State(app): State<AdminState>, caller: Caller, Path(id): Path<i64>) -> Result<Json<Purged>, ApiError> {
+async fn delete(
+    State(app): State<AdminState>,
+    ManageCaller(caller): ManageCaller,
+    Path(id): Path<i64>,
+) -> Result<Json<Purged>, ApiError> {
     let entry = app.spool().dlq_get(id).await.map_err(spool_error)?.ok_or_else(|| not_found(id))?;
     may_see(&caller, &entry)?;
     // The delete itself carries the tenant: it can only remove this tenant's entry.
@@ -272,7 +283,7 @@ pub(super) async fn resolve(app: &AdminState, caller: &Caller, selection: Select
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn purge(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageCaller(caller): ManageCaller,
     Json(selection): Json<Selection>,
 ) -> Result<Json<Purged>, ApiError> {
     let filter = match resolve(&app, &caller, selection).await? {

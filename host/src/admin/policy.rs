@@ -10,15 +10,17 @@
 //!   keeps serving);
 //! - `POST /admin/v1/tenants/{id}/policy/rollback` — back to the previous version.
 //!
-//! Reading is open to the admin token and to the tenant's own token; changing needs
-//! the admin token. Both are checked before the body is read: the component is read
-//! only for the admin, and only up to [`MAX_COMPONENT_BYTES`].
+//! Reading is open to the admin token and to the tenant's own token (`read-only` or
+//! `manage`). Changing needs the admin token, or a `manage` token of a tenant defined
+//! through the API (a config-file tenant's policy is the file's). Both are checked
+//! before the body is read: the component is read only for a caller who may change
+//! it, and only up to [`MAX_COMPONENT_BYTES`].
 
 use super::AdminState;
 use crate::api_error::{ApiError, ErrorBody};
 use crate::policy::live::Swapped;
 use crate::policy::SwapError;
-use crate::tenants::{Caller, Tenant};
+use crate::tenants::{Caller, DefinedBy, ManageCaller, ReadCaller, Tenant};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap};
@@ -60,10 +62,16 @@ fn visible_tenant(app: &AdminState, caller: &Caller, id: &str) -> Result<Arc<Ten
     }
 }
 
-fn admin_only(caller: &Caller) -> Result<(), ApiError> {
-    match caller {
-        Caller::Admin => Ok(()),
-        Caller::Tenant(_) => Err(ApiError::forbidden("changing a policy needs the admin token")),
+/// A `manage` token may change its tenant's policy only when the tenant is defined
+/// through the API; the admin always may.
+fn may_change_policy(caller: &Caller, tenant: &Tenant) -> Result<(), ApiError> {
+    match (caller.is_admin(), tenant.defined_by) {
+        (true, _) | (false, DefinedBy::Api) => Ok(()),
+        (false, DefinedBy::ConfigFile) => Err(ApiError::forbidden(format!(
+            "tenant `{}` is defined in the config file: changing its policy over the API needs the admin token \
+             (or change the file)",
+            tenant.id
+        ))),
     }
 }
 
@@ -78,7 +86,7 @@ fn status(tenant: &Tenant) -> Value {
 #[utoipa::path(get, path = "/admin/v1/tenants", operation_id = "list_tenant_policies", tag = "policies",
     responses((status = 200, description = "`{\"tenants\": [status, ...]}`, each as GET /admin/v1/tenants/{id}/policy", body = Object),
               (status = 401, body = ErrorBody)))]
-async fn list(State(app): State<AdminState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+async fn list(State(app): State<AdminState>, ReadCaller(caller): ReadCaller) -> Result<Json<Value>, ApiError> {
     let tenants: Vec<Value> =
         app.tenants.all().iter().filter(|t| caller.may_see_tenant(&t.id)).map(|t| status(t)).collect();
     Ok(Json(json!({"tenants": tenants})))
@@ -90,14 +98,18 @@ async fn list(State(app): State<AdminState>, caller: Caller) -> Result<Json<Valu
     params(("id" = String, Path, description = "the tenant's id")),
     responses((status = 200, description = "the tenant's live policy status", body = Object),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn show(
+    State(app): State<AdminState>,
+    ReadCaller(caller): ReadCaller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let tenant = visible_tenant(&app, &caller, &id)?;
     Ok(Json(status(&tenant)))
 }
 
 /// Replaces a tenant's policy: the body is the component; it is compiled and checked
 /// (exports, `configure`, the tenant's `policy_tests`) off the hot path, then swapped in.
-/// On 422 the old version keeps serving. Admin token only.
+/// On 422 the old version keeps serving. Admin token, or a `manage` token of an API tenant.
 #[utoipa::path(put, path = "/admin/v1/tenants/{id}/policy", operation_id = "replace_policy", tag = "policies",
     params(("id" = String, Path, description = "the tenant's id"),
            ("Hostd-Policy-Config" = Option<String>, Header, description = "the policy config, a JSON object (else the current one)")),
@@ -107,13 +119,13 @@ async fn show(State(app): State<AdminState>, caller: Caller, Path(id): Path<Stri
               (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn replace(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageCaller(caller): ManageCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = visible_tenant(&app, &caller, &id)?;
-    admin_only(&caller)?;
+    may_change_policy(&caller, &tenant)?;
     let body = read_component(body, &headers).await?;
     if body.is_empty() {
         return Err(ApiError::bad_request("empty_body", "the request body must be the policy component (.wasm bytes)"));
@@ -133,7 +145,7 @@ async fn replace(
     Ok(Json(swap_json(&tenant, &swapped)))
 }
 
-/// The component, read only now that the caller is known to be the admin, and at most
+/// The component, read only now that the caller may change it, and at most
 /// [`MAX_COMPONENT_BYTES`] of it: 413 past that (at once when `Content-Length` says so).
 async fn read_component(mut body: Body, headers: &HeaderMap) -> Result<Vec<u8>, ApiError> {
     use http_body_util::BodyExt;
@@ -165,7 +177,8 @@ fn bad_config(what: &str) -> ApiError {
     ApiError::bad_request("bad_policy_config", format!("header `Hostd-Policy-Config` {what}"))
 }
 
-/// Makes the tenant's previous policy version active again. Admin token only.
+/// Makes the tenant's previous policy version active again. Admin token, or a `manage`
+/// token of an API tenant.
 #[utoipa::path(post, path = "/admin/v1/tenants/{id}/policy/rollback", operation_id = "rollback_policy", tag = "policies",
     params(("id" = String, Path, description = "the tenant's id")),
     responses((status = 200, description = "the swap: `{tenant, unchanged, active, previous}`", body = Object),
@@ -173,11 +186,11 @@ fn bad_config(what: &str) -> ApiError {
               (status = 409, body = ErrorBody)))]
 async fn rollback(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageCaller(caller): ManageCaller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = visible_tenant(&app, &caller, &id)?;
-    admin_only(&caller)?;
+    may_change_policy(&caller, &tenant)?;
     let swapped = tenant.policy.rollback(&tenant.id)?;
     Ok(Json(swap_json(&tenant, &swapped)))
 }

@@ -5,7 +5,7 @@ use super::{resolve, spool_error, AdminState, Resolved, Selection, MAX_PAGE};
 use crate::api_error::{ApiError, ErrorBody};
 use crate::event::parse_event;
 use crate::store::{DlqEntry, DlqFilter};
-use crate::tenants::Caller;
+use crate::tenants::ManageCaller;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -85,7 +85,7 @@ pub(super) struct Skipped {
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn replay(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageCaller(caller): ManageCaller,
     Json(req): Json<ReplayRequest>,
 ) -> Result<Json<Replayed>, ApiError> {
     let mode = req.mode.ok_or_else(|| {

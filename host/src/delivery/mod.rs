@@ -3,9 +3,12 @@
 
 pub mod retry;
 pub mod route_queue;
+#[cfg(test)]
+mod tests;
 
 use crate::record::{Delivery, TenantId};
-use route_queue::{RouteContext, RouteQueue};
+use arc_swap::ArcSwap;
+use route_queue::{RouteContext, RouteQueue, RouteSettings};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,7 +32,8 @@ impl Deliverer {
         }
     }
 
-    /// Starts the queue of one route. Must run inside the Tokio runtime.
+    /// Starts the queue of one route (a route already running is replaced: the old
+    /// queue finishes what it holds). Must run inside the Tokio runtime.
     pub fn add_route(
         &self,
         tenant: TenantId,
@@ -41,10 +45,7 @@ impl Deliverer {
         let queue = RouteQueue::start(RouteContext {
             tenant: tenant.clone(),
             route: route.clone(),
-            sink,
-            schedule: retry::RetrySchedule::new(options.retry.clone()),
-            ordering: options.ordering,
-            concurrency: options.concurrency,
+            settings: ArcSwap::from_pointee(RouteSettings::new(sink, options)),
             spool,
             in_flight: self.in_flight.clone(),
             outstanding: Arc::new(AtomicUsize::new(0)),
@@ -54,6 +55,74 @@ impl Deliverer {
         if let Some(old) = old {
             old.retire();
         }
+    }
+
+    /// Changes a running route in place: its sink (URL, headers, timeout, secret) and
+    /// delivery options. Attempts in flight finish on the old sink; every later
+    /// attempt, retries included, uses the new sink and retry schedule, and the queue
+    /// keeps its order. `false` when the tenant has no such route. Must run inside the
+    /// Tokio runtime (a higher `concurrency` starts workers).
+    pub fn update_route(
+        &self,
+        tenant: TenantId,
+        route: String,
+        sink: Arc<dyn crate::sinks::Sink>,
+        options: &crate::config::DeliveryOptions,
+    ) -> bool {
+        // The write lock serialises updates of one route against each other.
+        let queues = self.queues.write().expect("queues lock");
+        match queues.get(&(tenant, route)) {
+            Some(queue) => {
+                queue.update(RouteSettings::new(sink, options));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes one route out of dispatch, like [`Deliverer::retire_tenant`] for one
+    /// route: its queue stops once what it holds is delivered or dead-lettered.
+    /// `false` when the tenant has no such route.
+    pub fn retire_route(&self, tenant: &str, route: &str) -> bool {
+        let key = (TenantId::from(tenant), route.to_string());
+        match self.queues.write().expect("queues lock").remove(&key) {
+            Some(queue) => {
+                queue.retire();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes one route out of dispatch and stops its queue now: no attempt starts
+    /// after this (those in flight finish) and what it holds stays in the spool, for
+    /// the caller to dead-letter (a forced removal). `false` when there is no such route.
+    pub fn stop_route(&self, tenant: &str, route: &str) -> bool {
+        let key = (TenantId::from(tenant), route.to_string());
+        match self.queues.write().expect("queues lock").remove(&key) {
+            Some(queue) => {
+                queue.stop();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`Deliverer::stop_route`] for every route of a tenant; returns how many.
+    pub fn stop_tenant(&self, tenant: &str) -> usize {
+        let mut queues = self.queues.write().expect("queues lock");
+        let keys: Vec<_> = queues.keys().filter(|(t, _)| &**t == tenant).cloned().collect();
+        for key in &keys {
+            if let Some(queue) = queues.remove(key) {
+                queue.stop();
+            }
+        }
+        keys.len()
+    }
+
+    /// Whether the tenant has a running route `route`.
+    pub fn has_route(&self, tenant: &str, route: &str) -> bool {
+        self.queues.read().expect("queues lock").contains_key(&(TenantId::from(tenant), route.to_string()))
     }
 
     /// Takes a tenant's routes out of dispatch; each queue stops once what it holds is

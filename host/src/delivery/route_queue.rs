@@ -9,15 +9,25 @@
 //!   record the results in the spool (successes deleted in one job per batch).
 //! - A failed delivery sleeps until its next attempt and goes back to the workers; in
 //!   per-key mode its key stays busy meanwhile.
+//!
+//! The route's settings ([`RouteSettings`]: sink, retry schedule, ordering,
+//! concurrency) are swapped in place by [`RouteQueue::update`]. Each attempt reads them
+//! when it starts, so attempts in flight finish on the old sink and every later one,
+//! retries included, uses the new sink and schedule. A delay already being waited out
+//! is not recomputed. More workers start at once; surplus ones stop after their
+//! current batch. A switch to per-key ordering orders what arrives from then on
+//! (deliveries already in flight finish as they were); a switch away releases what
+//! waits behind a busy key one by one, as before.
 
 use super::retry::RetrySchedule;
 use crate::clock::now_ms;
-use crate::config::DeliveryOrder;
+use crate::config::{DeliveryOptions, DeliveryOrder};
 use crate::record::{Delivery, TenantId};
 use crate::sinks::SendOutcome;
 use crate::sinks::Sink;
 use crate::store::Store;
 use crate::telemetry::metrics_names as m;
+use arc_swap::ArcSwap;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -25,19 +35,70 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
+/// What a route update replaces; every attempt reads it when it starts.
+pub struct RouteSettings {
+    pub sink: Arc<dyn Sink>,
+    pub schedule: RetrySchedule,
+    pub ordering: DeliveryOrder,
+    /// Workers, each with one batch in flight at most.
+    pub concurrency: usize,
+}
+
+impl RouteSettings {
+    pub fn new(sink: Arc<dyn Sink>, options: &DeliveryOptions) -> Self {
+        RouteSettings {
+            sink,
+            schedule: RetrySchedule::new(options.retry.clone()),
+            ordering: options.ordering,
+            concurrency: options.concurrency.max(1),
+        }
+    }
+}
+
 /// Shared by every task of one route.
 pub struct RouteContext {
     pub tenant: TenantId,
     pub route: String,
-    pub sink: Arc<dyn Sink>,
-    pub schedule: RetrySchedule,
-    pub ordering: DeliveryOrder,
-    pub concurrency: usize,
+    pub settings: ArcSwap<RouteSettings>,
     pub spool: Arc<dyn Store>,
     pub in_flight: Arc<AtomicUsize>,
     /// Deliveries pushed to this queue and not yet finished.
     pub outstanding: Arc<AtomicUsize>,
     pub shutdown: CancellationToken,
+}
+
+/// A delivery on its way to the workers. `held`: its key is busy in the gate until
+/// the delivery is done (per-key mode), so the worker reports back when it is.
+struct Ready {
+    delivery: Delivery,
+    held: bool,
+}
+
+/// What starting one more worker takes.
+struct Workers {
+    ctx: Arc<RouteContext>,
+    ready_rx: Arc<Mutex<mpsc::UnboundedReceiver<Ready>>>,
+    ready_tx: mpsc::UnboundedSender<Ready>,
+    done_tx: mpsc::UnboundedSender<String>,
+    /// Workers running now.
+    running: Arc<AtomicUsize>,
+}
+
+impl Workers {
+    /// Starts workers until `concurrency` run (surplus ones stop by themselves).
+    fn grow(&self) {
+        let target = self.ctx.settings.load().concurrency;
+        while self.running.load(Ordering::SeqCst) < target {
+            self.running.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(worker(
+                self.ctx.clone(),
+                self.running.clone(),
+                self.ready_rx.clone(),
+                self.ready_tx.clone(),
+                self.done_tx.clone(),
+            ));
+        }
+    }
 }
 
 /// The handle ingest and replay push deliveries into.
@@ -48,22 +109,28 @@ pub struct RouteQueue {
     outstanding: Arc<AtomicUsize>,
     /// Stops this queue's tasks (a child of the daemon's shutdown).
     stop: CancellationToken,
+    workers: Arc<Workers>,
 }
 
 impl RouteQueue {
+    /// Starts the gate and the workers. Must run inside the Tokio runtime.
     pub fn start(ctx: RouteContext) -> RouteQueue {
         let ctx = Arc::new(ctx);
         let stop = ctx.shutdown.clone();
         let outstanding = ctx.outstanding.clone();
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Delivery>();
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel::<Ready>();
         let (done_tx, done_rx) = mpsc::unbounded_channel::<String>();
-        let ready_rx = Arc::new(Mutex::new(ready_rx));
-        for _ in 0..ctx.concurrency {
-            tokio::spawn(worker(ctx.clone(), ready_rx.clone(), ready_tx.clone(), done_tx.clone()));
-        }
+        let workers = Arc::new(Workers {
+            ctx: ctx.clone(),
+            ready_rx: Arc::new(Mutex::new(ready_rx)),
+            ready_tx: ready_tx.clone(),
+            done_tx,
+            running: Arc::new(AtomicUsize::new(0)),
+        });
+        workers.grow();
         tokio::spawn(gate(ctx, rx, ready_tx, done_rx));
-        RouteQueue { tx, outstanding, stop }
+        RouteQueue { tx, outstanding, stop, workers }
     }
 
     pub fn push(&self, delivery: Delivery) {
@@ -74,6 +141,24 @@ impl RouteQueue {
 
     pub fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::SeqCst)
+    }
+
+    /// Workers running now (they follow `concurrency` after an update).
+    pub fn workers(&self) -> usize {
+        self.workers.running.load(Ordering::SeqCst)
+    }
+
+    /// Swaps the route's settings: attempts that started finish as they were, every
+    /// later one uses `settings`. Must run inside the Tokio runtime.
+    pub fn update(&self, settings: RouteSettings) {
+        self.workers.ctx.settings.store(Arc::new(settings));
+        self.workers.grow();
+    }
+
+    /// Stops the queue now: no attempt starts after this (those in flight finish);
+    /// what it holds stays in the spool.
+    pub fn stop(self) {
+        self.stop.cancel();
     }
 
     /// Stops the queue once everything pushed to it is delivered or dead-lettered
@@ -92,7 +177,7 @@ impl RouteQueue {
 async fn gate(
     ctx: Arc<RouteContext>,
     mut rx: mpsc::UnboundedReceiver<Delivery>,
-    ready: mpsc::UnboundedSender<Delivery>,
+    ready: mpsc::UnboundedSender<Ready>,
     mut done: mpsc::UnboundedReceiver<String>,
 ) {
     // Per-key mode: keys with a delivery in flight, and what waits behind each.
@@ -100,18 +185,20 @@ async fn gate(
     loop {
         tokio::select! {
             Some(d) = rx.recv() => {
-                if ctx.ordering == DeliveryOrder::PerKey {
-                    if let Some(queue) = waiting.get_mut(&d.key) {
-                        queue.push_back(d);
-                        continue;
-                    }
-                    waiting.insert(d.key.clone(), VecDeque::new());
+                if ctx.settings.load().ordering != DeliveryOrder::PerKey {
+                    release_when_due(&ctx, Ready { delivery: d, held: false }, ready.clone());
+                    continue;
                 }
-                release_when_due(&ctx, d, ready.clone());
+                if let Some(queue) = waiting.get_mut(&d.key) {
+                    queue.push_back(d);
+                    continue;
+                }
+                waiting.insert(d.key.clone(), VecDeque::new());
+                release_when_due(&ctx, Ready { delivery: d, held: true }, ready.clone());
             }
             Some(key) = done.recv() => {
                 match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
-                    Some(d) => release_when_due(&ctx, d, ready.clone()),
+                    Some(d) => release_when_due(&ctx, Ready { delivery: d, held: true }, ready.clone()),
                     None => { waiting.remove(&key); }
                 }
             }
@@ -120,30 +207,36 @@ async fn gate(
     }
 }
 
-/// Hands `d` to the workers now, or after it falls due (it stays in the spool if
+/// Hands `r` to the workers now, or after it falls due (it stays in the spool if
 /// hostd stops first).
-fn release_when_due(ctx: &Arc<RouteContext>, d: Delivery, ready: mpsc::UnboundedSender<Delivery>) {
-    let wait = Duration::from_millis(d.next_attempt_ms.saturating_sub(now_ms()));
+fn release_when_due(ctx: &Arc<RouteContext>, r: Ready, ready: mpsc::UnboundedSender<Ready>) {
+    let wait = Duration::from_millis(r.delivery.next_attempt_ms.saturating_sub(now_ms()));
     if wait.is_zero() {
-        let _ = ready.send(d);
+        let _ = ready.send(r);
         return;
     }
     let shutdown = ctx.shutdown.clone();
     tokio::spawn(async move {
         tokio::select! {
-            _ = tokio::time::sleep(wait) => { let _ = ready.send(d); }
+            _ = tokio::time::sleep(wait) => { let _ = ready.send(r); }
             _ = shutdown.cancelled() => {}
         }
     });
 }
 
+/// True (and counted out) when more workers run than `concurrency` asks for.
+fn leave_if_surplus(ctx: &RouteContext, running: &AtomicUsize) -> bool {
+    let target = ctx.settings.load().concurrency;
+    running.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n > target).then(|| n - 1)).is_ok()
+}
+
 async fn worker(
     ctx: Arc<RouteContext>,
-    ready_rx: Arc<Mutex<mpsc::UnboundedReceiver<Delivery>>>,
-    ready_tx: mpsc::UnboundedSender<Delivery>,
+    running: Arc<AtomicUsize>,
+    ready_rx: Arc<Mutex<mpsc::UnboundedReceiver<Ready>>>,
+    ready_tx: mpsc::UnboundedSender<Ready>,
     done: mpsc::UnboundedSender<String>,
 ) {
-    let max_batch = ctx.sink.max_batch().max(1);
     let labels = [("tenant", ctx.tenant.to_string()), ("route", ctx.route.clone())];
     let (delivered_total, retried_total, dead_total, latency) = (
         metrics::counter!(m::DELIVERED, &labels),
@@ -151,50 +244,62 @@ async fn worker(
         metrics::counter!(m::DEAD_LETTERED, &labels),
         metrics::histogram!(m::DELIVERY_LATENCY, &labels),
     );
-    // Only per-key mode needs to hear when a key is free again.
-    let per_key = ctx.ordering == DeliveryOrder::PerKey;
-    let release = |key: String| {
-        if per_key {
+    // Only a delivery whose key the gate holds busy is reported back.
+    let release = |key: String, held: bool| {
+        if held {
             let _ = done.send(key);
         }
     };
+    let stopped = || running.fetch_sub(1, Ordering::SeqCst);
     loop {
-        let batch = {
+        if leave_if_surplus(&ctx, &running) {
+            return;
+        }
+        let (batch, held, settings) = {
             let mut rx = tokio::select! {
                 rx = ready_rx.lock() => rx,
-                _ = ctx.shutdown.cancelled() => return,
+                _ = ctx.shutdown.cancelled() => { stopped(); return }
             };
             let first = tokio::select! {
-                d = rx.recv() => match d { Some(d) => d, None => return },
-                _ = ctx.shutdown.cancelled() => return,
+                d = rx.recv() => match d { Some(d) => d, None => { stopped(); return } },
+                _ = ctx.shutdown.cancelled() => { stopped(); return }
             };
-            let mut batch = vec![first];
+            // The attempt starts now: it runs on the settings of this moment.
+            let settings = ctx.settings.load_full();
+            let max_batch = settings.sink.max_batch().max(1);
+            let (mut batch, mut held) = (vec![first.delivery], vec![first.held]);
             while batch.len() < max_batch {
                 match rx.try_recv() {
-                    Ok(d) => batch.push(d),
+                    Ok(r) => {
+                        batch.push(r.delivery);
+                        held.push(r.held);
+                    }
                     Err(_) => break,
                 }
             }
-            batch
+            (batch, held, settings)
         };
         ctx.in_flight.fetch_add(batch.len(), Ordering::SeqCst);
-        let outcomes = ctx.sink.send_batch(&batch).await;
+        let outcomes = settings.sink.send_batch(&batch).await;
         ctx.in_flight.fetch_sub(batch.len(), Ordering::SeqCst);
+        drop(settings);
+        // What comes next follows the newest settings (a route updated meanwhile).
+        let settings = ctx.settings.load_full();
         let mut delivered = Vec::new();
-        for (mut d, outcome) in batch.into_iter().zip(outcomes) {
+        for ((mut d, outcome), held) in batch.into_iter().zip(outcomes).zip(held) {
             d.attempts += 1;
             let (status, error, fatal, retry_after) = match outcome {
                 SendOutcome::Delivered => {
                     delivered.push(d.id);
                     latency.record(now_ms().saturating_sub(d.created_ms) as f64 / 1000.0);
                     ctx.outstanding.fetch_sub(1, Ordering::SeqCst);
-                    release(d.key);
+                    release(d.key, held);
                     continue;
                 }
                 SendOutcome::Retry { status, error, retry_after } => (status, error, false, retry_after),
                 SendOutcome::Fatal { status, error } => (status, error, true, None),
             };
-            let next = if fatal { None } else { ctx.schedule.delay_after(d.attempts, retry_after) };
+            let next = if fatal { None } else { settings.schedule.delay_after(d.attempts, retry_after) };
             match next {
                 Some(delay) => {
                     d.next_attempt_ms = now_ms() + delay.as_millis() as u64;
@@ -208,7 +313,7 @@ async fn worker(
                     retried_total.increment(1);
                     ctx.spool.reschedule(d.id, d.attempts, d.next_attempt_ms, status, error);
                     // Straight back to the workers when due; the key stays busy.
-                    release_when_due(&ctx, d, ready_tx.clone());
+                    release_when_due(&ctx, Ready { delivery: d, held }, ready_tx.clone());
                 }
                 None => {
                     let reason = if fatal { "rejected" } else { "exhausted" };
@@ -229,7 +334,7 @@ async fn worker(
                         );
                     }
                     ctx.outstanding.fetch_sub(1, Ordering::SeqCst);
-                    release(d.key);
+                    release(d.key, held);
                 }
             }
         }

@@ -13,6 +13,7 @@
 use super::{Accepting, ApiError, IngestState};
 use crate::event::parse_event;
 use crate::json::{self, push_json_string, MAX_DEPTH};
+use crate::tenants::{AuthError, TenantCaller};
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -52,8 +53,11 @@ pub async fn post_run(
     body: Body,
 ) -> Result<Response, ApiError> {
     let token = query.get("token").ok_or_else(|| ApiError::unauthorized("missing `token` query parameter"))?;
-    let tenant =
-        ingest.tenants.find_token(token).ok_or_else(|| ApiError::unauthorized("the token matches no tenant"))?;
+    let (tenant, caller) = ingest.tenants.find_token(token).map_err(|e| match e {
+        AuthError::Unknown => ApiError::unauthorized("the token matches no tenant"),
+        e => ApiError::unauthorized(e.to_string()),
+    })?;
+    TenantCaller::require_ingest(&caller)?;
     let bytes = super::read_body(body, &headers, ingest.limits.body_limit).await?;
     let bad = |m: String| ApiError::bad_request("invalid_run", m);
     let text = std::str::from_utf8(&bytes)

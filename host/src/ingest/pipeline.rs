@@ -131,7 +131,7 @@ pub fn shape(
         Err(err) => {
             let kind = err.fault.kind();
             metrics::counter!(m::POLICY_FAULTS, "tenant" => tenant.id.to_string(), "kind" => kind).increment(1);
-            match tenant.settings.on_policy_error {
+            match tenant.settings().on_policy_error {
                 OnPolicyError::DeadLetter => Shaped::Fault { reason: kind.to_string(), error: err.to_string() },
                 OnPolicyError::Drop => {
                     tracing::warn!(

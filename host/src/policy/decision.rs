@@ -6,8 +6,10 @@
 use super::fault::{guest_text, PolicyFault};
 use crate::config::PolicyLimits;
 use crate::contract::Decision;
+use arc_swap::ArcSwap;
 use serde_json::value::RawValue;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 /// A delivery the policy asked for, checked and ready for a sink.
 #[derive(Debug, Clone)]
@@ -39,6 +41,57 @@ impl RouteSet {
             RouteSet::Only(set) => set.contains(route),
             RouteSet::Any => true,
         }
+    }
+}
+
+/// A tenant's route set, shared by every version of its policy and swapped when its
+/// routes change: each decision is checked against the set of that moment, so a
+/// policy naming a removed route faults with `unknown_route` from then on.
+#[derive(Clone)]
+pub struct LiveRoutes(Arc<ArcSwap<RouteSet>>);
+
+impl LiveRoutes {
+    pub fn new(routes: RouteSet) -> Self {
+        LiveRoutes(Arc::new(ArcSwap::from_pointee(routes)))
+    }
+
+    /// The set as of now.
+    pub fn current(&self) -> Arc<RouteSet> {
+        self.0.load_full()
+    }
+
+    /// Runs `f` on the set as of now, without cloning it (the hot path).
+    pub fn with<R>(&self, f: impl FnOnce(&RouteSet) -> R) -> R {
+        f(&self.0.load())
+    }
+
+    /// Replaces the set for every version sharing it.
+    pub fn set(&self, routes: RouteSet) {
+        self.0.store(Arc::new(routes));
+    }
+
+    /// Whether `other` is the same shared set (not merely equal).
+    pub fn shares(&self, other: &LiveRoutes) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl From<RouteSet> for LiveRoutes {
+    fn from(routes: RouteSet) -> Self {
+        LiveRoutes::new(routes)
+    }
+}
+
+/// Compares the sets as they are now.
+impl PartialEq for LiveRoutes {
+    fn eq(&self, other: &Self) -> bool {
+        *self.0.load() == *other.0.load()
+    }
+}
+
+impl std::fmt::Debug for LiveRoutes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.load().fmt(f)
     }
 }
 

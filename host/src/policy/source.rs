@@ -1,6 +1,6 @@
 //! Where a tenant's policy comes from, and building a checked version from it.
 
-use super::decision::RouteSet;
+use super::decision::{LiveRoutes, RouteSet};
 use super::fixtures::check_fixtures;
 use super::run::run_policy_code;
 use super::{PolicyEngine, PolicyVersion};
@@ -28,7 +28,9 @@ pub struct PolicySource {
     pub path: PathBuf,
     pub config_json: String,
     pub limits: PolicyLimits,
-    pub routes: RouteSet,
+    /// The routes its decisions may name: the tenant's live set, shared by every
+    /// version built from this source.
+    pub routes: LiveRoutes,
     pub tests: Option<PathBuf>,
 }
 
@@ -38,7 +40,7 @@ impl PolicySource {
             path: tc.policy.clone(),
             config_json: Config::policy_config_json(tc),
             limits: tc.limits.clone(),
-            routes: RouteSet::Only(tc.routes.keys().cloned().collect()),
+            routes: LiveRoutes::new(RouteSet::Only(tc.routes.keys().cloned().collect())),
             tests: tc.policy_tests.clone(),
         }
     }

@@ -4,7 +4,7 @@
 //! reused one, so instances are kept and reused; one that trapped, ran out of time or
 //! memory is thrown away and the next call gets a fresh one.
 
-use super::decision::{self, Outcome, RouteSet};
+use super::decision::{self, LiveRoutes, Outcome};
 use super::engine::PolicyEngine;
 use super::fault::{guest_text, PolicyError, PolicyFault};
 use super::sandbox::{CallBudget, GuestLog, GuestState};
@@ -35,7 +35,7 @@ pub struct PolicyVersion {
     pre: EventPolicyPre<GuestState>,
     config_json: String,
     limits: PolicyLimits,
-    routes: RouteSet,
+    routes: LiveRoutes,
     log: GuestLog,
     idle: Mutex<Vec<PolicyInstance>>,
     /// When the last call started (ms since the epoch), for idle eviction.
@@ -72,7 +72,7 @@ impl PolicyVersion {
         bytes: &[u8],
         config_json: String,
         limits: PolicyLimits,
-        routes: RouteSet,
+        routes: impl Into<LiveRoutes>,
     ) -> crate::Result<Self> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let version: Arc<str> = Arc::from(&sha256[..12]);
@@ -97,7 +97,7 @@ impl PolicyVersion {
             engine: engine.clone(),
             pre,
             config_json,
-            routes,
+            routes: routes.into(),
             idle: Mutex::new(Vec::new()),
             last_used_ms: AtomicU64::new(now_ms()),
             slots: Semaphore::new(limits.max_concurrency.max(1)),
@@ -116,7 +116,7 @@ impl PolicyVersion {
         path: &std::path::Path,
         config_json: String,
         limits: PolicyLimits,
-        routes: RouteSet,
+        routes: impl Into<LiveRoutes>,
     ) -> crate::Result<Self> {
         let bytes = std::fs::read(path).with_context(|| format!("policy {}: cannot read the file", path.display()))?;
         Self::load(engine, tenant, &bytes, config_json, limits, routes)
@@ -147,8 +147,13 @@ impl PolicyVersion {
         &self.limits
     }
 
-    pub fn routes(&self) -> &RouteSet {
+    /// The routes a decision may name; shared with the tenant's other versions.
+    pub fn routes(&self) -> &LiveRoutes {
         &self.routes
+    }
+
+    pub(super) fn share_routes(&mut self, routes: LiveRoutes) {
+        self.routes = routes;
     }
 
     /// Instances kept for reuse right now.
@@ -230,7 +235,7 @@ impl PolicyVersion {
         store.set_epoch_deadline(PolicyEngine::deadline_ticks(self.limits.deadline));
         let result = instance.bindings.call_evaluate(&mut *store, event);
         match result {
-            Ok(Ok(decision)) => decision::check(decision, &self.limits, &self.routes),
+            Ok(Ok(decision)) => self.routes.with(|routes| decision::check(decision, &self.limits, routes)),
             Ok(Err(message)) => Err(PolicyFault::Guest(guest_text(&message))),
             Err(e) => Err(self.classify(e, store.data())),
         }
@@ -365,7 +370,7 @@ mod tests {
 
     fn load(name: &str, limits: PolicyLimits) -> PolicyVersion {
         let engine = PolicyEngine::new().unwrap();
-        PolicyVersion::load_file(&engine, "t", &plugin(name), "{}".into(), limits, RouteSet::Any).unwrap()
+        PolicyVersion::load_file(&engine, "t", &plugin(name), "{}".into(), limits, decision::RouteSet::Any).unwrap()
     }
 
     #[test]

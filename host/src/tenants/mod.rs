@@ -7,20 +7,23 @@
 pub mod caller;
 pub mod provision;
 pub mod spec;
+#[cfg(test)]
+mod tests;
 pub mod tokens;
 
 pub use crate::record::TenantId;
-pub use caller::{Caller, TenantCaller};
-pub use tokens::{AccessToken, AuthError, TenantTokens};
+pub use caller::{Caller, ManageCaller, ReadCaller, TenantCaller};
+pub use tokens::{AccessToken, AuthError, TenantTokens, TokenEntry, TokenError, TokenInfo};
 
 use crate::config::OnPolicyError;
+use crate::policy::decision::RouteSet;
 use crate::policy::{PolicyVersion, TenantPolicy};
 use arc_swap::ArcSwap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// A tenant's settings that are not its policy or routes.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TenantSettings {
     pub on_policy_error: OnPolicyError,
     /// Store the original event beside its deliveries and DLQ entries (for replay
@@ -28,31 +31,116 @@ pub struct TenantSettings {
     pub keep_original: bool,
 }
 
-/// A tenant as the running daemon sees it.
+/// Where a tenant is defined, and so what may change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DefinedBy {
+    /// The config file: the file is its source of truth; over the API only the admin
+    /// may swap its policy.
+    #[default]
+    ConfigFile,
+    /// The management API (persisted in the store): its `manage` tokens may change it.
+    Api,
+}
+
+/// A tenant as the running daemon sees it. Its policy, routes and settings change in
+/// place; requests holding the `Arc` see each change from their next read on.
 pub struct Tenant {
     pub id: TenantId,
     pub policy: TenantPolicy,
-    pub settings: TenantSettings,
+    pub defined_by: DefinedBy,
+    settings: ArcSwap<TenantSettings>,
     /// The names of its routes (their queues live in the delivery stage).
-    pub routes: Vec<String>,
+    routes: ArcSwap<Vec<String>>,
+    /// Serialises route changes, so the names and the policy's set stay one.
+    route_changes: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Tenant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tenant").field("id", &self.id).field("routes", &self.routes).finish_non_exhaustive()
+        f.debug_struct("Tenant").field("id", &self.id).field("routes", &self.routes()).finish_non_exhaustive()
     }
 }
 
 impl Tenant {
+    /// A tenant defined in the config file (set `defined_by` for one from the API); the
+    /// policy's route set becomes `routes`.
+    pub fn new(id: TenantId, policy: TenantPolicy, settings: TenantSettings, routes: Vec<String>) -> Self {
+        policy.set_routes(route_set(&routes));
+        Tenant {
+            id,
+            policy,
+            defined_by: DefinedBy::ConfigFile,
+            settings: ArcSwap::from_pointee(settings),
+            routes: ArcSwap::from_pointee(routes),
+            route_changes: Default::default(),
+        }
+    }
+
     /// Whether the original event is stored (`keep_original`).
     pub fn keep_original(&self) -> bool {
-        self.settings.keep_original
+        self.settings.load().keep_original
+    }
+
+    pub fn settings(&self) -> TenantSettings {
+        **self.settings.load()
+    }
+
+    /// From the next event on.
+    pub fn set_settings(&self, settings: TenantSettings) {
+        self.settings.store(Arc::new(settings));
+    }
+
+    /// The names of its routes, in the order they were set.
+    pub fn routes(&self) -> Arc<Vec<String>> {
+        self.routes.load_full()
+    }
+
+    /// Replaces its routes, and the set its policy's decisions may name, from the next
+    /// decision on. Start a new route's queue before adding it here, and retire a
+    /// removed one's after: a decision naming it then either finds its queue or
+    /// faults with `unknown_route`.
+    pub fn set_routes(&self, routes: Vec<String>) {
+        let _change = self.route_changes.lock().expect("route changes lock");
+        self.store_routes(routes);
+    }
+
+    /// Adds one route name (as [`Tenant::set_routes`]); `false` if it had it already.
+    pub fn add_route(&self, name: &str) -> bool {
+        let _change = self.route_changes.lock().expect("route changes lock");
+        let routes = self.routes.load();
+        if routes.iter().any(|r| r == name) {
+            return false;
+        }
+        let mut routes = (**routes).clone();
+        routes.push(name.to_string());
+        self.store_routes(routes);
+        true
+    }
+
+    /// Removes one route name (as [`Tenant::set_routes`]); `false` if it had none.
+    pub fn remove_route(&self, name: &str) -> bool {
+        let _change = self.route_changes.lock().expect("route changes lock");
+        let routes = self.routes.load();
+        if !routes.iter().any(|r| r == name) {
+            return false;
+        }
+        self.store_routes(routes.iter().filter(|r| *r != name).cloned().collect());
+        true
+    }
+
+    fn store_routes(&self, routes: Vec<String>) {
+        self.policy.set_routes(route_set(&routes));
+        self.routes.store(Arc::new(routes));
     }
 
     /// The active policy version; hold the `Arc` for a whole evaluation.
     pub fn current_policy(&self) -> Arc<PolicyVersion> {
         self.policy.current()
     }
+}
+
+fn route_set(routes: &[String]) -> RouteSet {
+    RouteSet::Only(routes.iter().cloned().collect())
 }
 
 /// What a registry change could not do.
@@ -62,6 +150,10 @@ pub enum RegistryError {
     Exists(TenantId),
     #[error("no tenant `{0}`")]
     Unknown(String),
+    #[error("no token `{0}`")]
+    UnknownToken(String),
+    #[error(transparent)]
+    Token(#[from] TokenError),
 }
 
 /// One consistent view: the tenants and their tokens.
@@ -88,7 +180,8 @@ impl TenantRegistry {
         TenantRegistry { snapshot: ArcSwap::from_pointee(snapshot), changes: Default::default(), admin, metrics }
     }
 
-    /// Adds a tenant and its token; from then on requests can reach it.
+    /// Adds a tenant and its config-file token (scopes `ingest` and `manage`); from
+    /// then on requests can reach it.
     pub fn insert(&self, tenant: Tenant, token: Option<&str>) -> Result<Arc<Tenant>, RegistryError> {
         let _change = self.changes.lock().expect("registry lock");
         let old = self.snapshot.load();
@@ -136,17 +229,48 @@ impl TenantRegistry {
         self.len() == 0
     }
 
-    /// The tenant a request authenticates as (its bearer token, or the open tenant).
-    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Arc<Tenant>, AuthError> {
-        let snapshot = self.snapshot.load();
-        let id = snapshot.tokens.authenticate(headers)?;
-        snapshot.tenants.get(&id).cloned().ok_or(AuthError::Unknown)
+    /// Adds a tenant token known by its digest ([`tokens::digest`]); it works from
+    /// the next request on. The tenant must exist.
+    pub fn insert_token(&self, digest: [u8; 32], entry: TokenEntry) -> Result<(), RegistryError> {
+        let _change = self.changes.lock().expect("registry lock");
+        let old = self.snapshot.load();
+        if !old.tenants.contains_key(&entry.tenant) {
+            return Err(RegistryError::Unknown(entry.tenant.to_string()));
+        }
+        let mut tokens = old.tokens.clone();
+        tokens.insert_digest(digest, entry)?;
+        self.snapshot.store(Arc::new(Snapshot { tenants: old.tenants.clone(), tokens }));
+        Ok(())
     }
 
-    /// The tenant owning `token`.
-    pub fn find_token(&self, token: &str) -> Option<Arc<Tenant>> {
+    /// Revokes the token `id`: the next request carrying it gets 401.
+    pub fn revoke_token(&self, id: &str) -> Result<TokenEntry, RegistryError> {
+        let _change = self.changes.lock().expect("registry lock");
+        let old = self.snapshot.load();
+        let mut tokens = old.tokens.clone();
+        let revoked = tokens.revoke(id).ok_or_else(|| RegistryError::UnknownToken(id.to_string()))?;
+        self.snapshot.store(Arc::new(Snapshot { tenants: old.tenants.clone(), tokens }));
+        Ok(revoked)
+    }
+
+    /// The tokens of tenant `id` (ids, scopes, expiry; never secrets), in id order.
+    pub fn tokens_of(&self, id: &str) -> Vec<TokenEntry> {
+        self.snapshot.load().tokens.of_tenant(id)
+    }
+
+    /// The tenant and token a request authenticates as (its bearer token, or the
+    /// open tenant).
+    pub fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<(Arc<Tenant>, TokenInfo), AuthError> {
         let snapshot = self.snapshot.load();
-        snapshot.tokens.find(token).and_then(|id| snapshot.tenants.get(&id).cloned())
+        let (id, token) = snapshot.tokens.authenticate(headers)?;
+        snapshot.tenants.get(&id).cloned().map(|t| (t, token)).ok_or(AuthError::Unknown)
+    }
+
+    /// The tenant owning `token`, and the token.
+    pub fn find_token(&self, token: &str) -> Result<(Arc<Tenant>, TokenInfo), AuthError> {
+        let snapshot = self.snapshot.load();
+        let entry = snapshot.tokens.find(token)?;
+        snapshot.tenants.get(&entry.tenant).cloned().map(|t| (t, entry.token.clone())).ok_or(AuthError::Unknown)
     }
 
     /// True when `token` is the admin token.

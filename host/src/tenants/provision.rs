@@ -3,12 +3,12 @@
 //! adding a tenant at runtime does for one.
 
 use super::{Tenant, TenantSettings};
-use crate::config::TenantConfig;
+use crate::config::{RouteConfig, TenantConfig};
 use crate::delivery::Deliverer;
 use crate::egress::Egress;
 use crate::policy::{PolicyEngine, PolicySource, TenantPolicy};
 use crate::record::TenantId;
-use crate::sinks::{self, SinkContext};
+use crate::sinks::{self, RouteError, SinkContext};
 use crate::store::Store;
 use anyhow::anyhow;
 use std::sync::Arc;
@@ -38,11 +38,38 @@ impl Provisioner<'_> {
         for (name, sink, options) in sinks {
             self.deliverer.add_route(id.clone(), name, sink, &options, self.spool.clone());
         }
-        Ok(Tenant {
-            id,
-            policy: TenantPolicy::new(version, source, origin),
-            settings: TenantSettings { on_policy_error: tc.on_policy_error, keep_original: tc.keep_original },
-            routes,
-        })
+        let settings = TenantSettings { on_policy_error: tc.on_policy_error, keep_original: tc.keep_original };
+        Ok(Tenant::new(id, TenantPolicy::new(version, source, origin), settings, routes))
     }
+
+    /// Adds a route to a running tenant, or changes one it has: builds the sink first
+    /// (an error changes nothing), then starts the queue or swaps the running one's
+    /// sink and options in place (attempts in flight finish on the old sink, later
+    /// ones, retries included, use the new), then lets the policy's decisions name it.
+    pub fn put_route(&self, tenant: &Tenant, name: &str, rc: &RouteConfig) -> Result<RouteChange, RouteError> {
+        let sink = sinks::build(&SinkContext::new(tenant.id.clone(), name, self.egress.clone()), rc)?;
+        if self.deliverer.update_route(tenant.id.clone(), name.to_string(), sink.clone(), &rc.delivery) {
+            tenant.add_route(name);
+            return Ok(RouteChange::Updated);
+        }
+        self.deliverer.add_route(tenant.id.clone(), name.to_string(), sink, &rc.delivery, self.spool.clone());
+        tenant.add_route(name);
+        Ok(RouteChange::Added)
+    }
+
+    /// Removes a route from a running tenant: decisions naming it fault with
+    /// `unknown_route` from the next event on; its queue stops once what it holds is
+    /// delivered or dead-lettered (dead-letter its pending deliveries first to drop
+    /// them). `false` when the tenant has no such route.
+    pub fn remove_route(&self, tenant: &Tenant, name: &str) -> bool {
+        let known = tenant.remove_route(name);
+        self.deliverer.retire_route(&tenant.id, name) || known
+    }
+}
+
+/// What [`Provisioner::put_route`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteChange {
+    Added,
+    Updated,
 }
