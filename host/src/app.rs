@@ -10,6 +10,7 @@ use crate::egress::Egress;
 use crate::ingest::{IngestLimits, IngestState, Pipeline};
 use crate::policy::PolicyEngine;
 use crate::store::{SqliteStore, Store};
+use crate::tenants::control::{ControlHandles, ControlPlane};
 use crate::tenants::provision::Provisioner;
 use crate::tenants::{AccessToken, Tenant, TenantId, TenantRegistry};
 use anyhow::anyhow;
@@ -24,6 +25,8 @@ pub struct App {
     pub spool: Arc<dyn Store>,
     pub deliverer: Arc<Deliverer>,
     pub engine: PolicyEngine,
+    /// Tenants, routes, tokens and secrets changed through the admin API.
+    pub control: Arc<ControlPlane>,
     pub egress: Egress,
     pub server: Arc<ServerConfig>,
     /// The config file, for SIGHUP reloads (none for the quickstart flags).
@@ -39,7 +42,9 @@ impl App {
         // Each route's transport settings, before the spool locks data_dir.
         crate::sinks::validate_routes(config)?;
         // First: the spool locks data_dir (one hostd per spool) and makes it private.
-        let spool: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.server.data_dir, config.server.durability)?);
+        let secret_key = config.server.read_secret_key().map_err(|e| anyhow!("{e}"))?;
+        let store = SqliteStore::open(&config.server.data_dir, config.server.durability)?.with_secret_key(secret_key);
+        let spool: Arc<dyn Store> = Arc::new(store);
         let secrets = config.read_secrets().map_err(|problems| anyhow!("{}", problems.join("; ")))?;
         for warning in &secrets.warnings {
             tracing::warn!("{warning}");
@@ -61,12 +66,24 @@ impl App {
         ));
         let deliverer = Arc::new(Deliverer::new());
         let pipeline = Arc::new(Pipeline::new(spool.clone(), deliverer.clone(), config.server.dedupe_window));
+        let policies_dir = config.server.data_dir.join("policies");
+        crate::store::data_dir::secure_cache_dir(&policies_dir)?;
+        let control = Arc::new(ControlPlane::new(ControlHandles {
+            store: spool.clone(),
+            registry: tenants.clone(),
+            deliverer: deliverer.clone(),
+            engine: engine.clone(),
+            egress: config.server.egress(),
+            policies_dir,
+            file_tenants: config.tenants.iter().map(|t| t.id.clone()).collect(),
+        }));
         let app = App {
             tenants,
             pipeline,
             spool,
             deliverer,
             engine,
+            control,
             egress: config.server.egress(),
             server: Arc::new(config.server.clone()),
             config_path: None,
@@ -80,6 +97,9 @@ impl App {
 
     /// Remembers the config file SIGHUP reloads.
     pub fn with_config_path(mut self, path: Option<PathBuf>) -> Self {
+        if let Some(p) = &path {
+            self.control.set_config_file(p.clone());
+        }
         self.config_path = path.map(Arc::new);
         self
     }
@@ -144,6 +164,7 @@ impl FromRef<App> for AdminState {
             pipeline: app.pipeline.clone(),
             spool: app.spool.clone(),
             engine: app.engine.clone(),
+            control: app.control.clone(),
         }
     }
 }

@@ -133,6 +133,12 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
     for t in app.tenants.all() {
         tracing::info!(tenant = &*t.id, policy_version = &**t.current_policy().version(), "tenant loaded");
     }
+    // Tenants created through the admin API, after the file's and before the backlog
+    // is resumed (their route queues must exist to take it).
+    let managed = app.control.load().await?;
+    if managed > 0 {
+        tracing::info!("loaded {managed} tenants created through the admin API");
+    }
     let resumed = app.pipeline.resume().await?;
     if resumed > 0 {
         tracing::info!("resumed {resumed} pending deliveries from the spool");
@@ -146,6 +152,7 @@ pub async fn serve_with(config: Config, config_path: Option<std::path::PathBuf>)
     };
     tokio::spawn(crate::swap::reload_on_sighup(app.clone()));
     tokio::spawn(evict_idle_instances(app.clone()));
+    tokio::spawn(expire_signing_secrets(app.clone()));
 
     let stop = CancellationToken::new();
     if let Some(addr) = config.server.metrics_listen {
@@ -227,6 +234,15 @@ async fn evict_idle_instances(app: App) {
 pub fn sweep(app: &App, ttl_ms: u64, budget: u64) -> usize {
     let tenants = app.tenants.all();
     crate::policy::evict::sweep(tenants.iter().map(|t| &t.policy.live), ttl_ms, budget)
+}
+
+/// Every 5 s: routes whose previous signing secret's overlap ended stop signing with it.
+async fn expire_signing_secrets(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        app.control.expire_secrets().await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -9,17 +9,23 @@
 //! valid token gets its 401, and one without the scope its 403, before a byte of its
 //! body is read.
 
+mod audit;
 pub mod cli;
 pub mod manage_cli;
 pub mod openapi;
 pub mod policy;
 mod replay;
+mod resources;
+mod routes_api;
+mod tenants_api;
+mod tokens_api;
 
 use crate::api_error::{ApiError, ErrorBody};
 use crate::clock::now_ms;
 use crate::ingest::Pipeline;
 use crate::policy::PolicyEngine;
 use crate::store::{DlqEntry, DlqFilter, DlqPage, Store};
+use crate::tenants::control::ControlPlane;
 use crate::tenants::{Caller, ManageCaller, ReadCaller, TenantRegistry};
 use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
@@ -40,6 +46,7 @@ pub struct AdminState {
     pub pipeline: Arc<Pipeline>,
     pub spool: Arc<dyn Store>,
     pub engine: PolicyEngine,
+    pub control: Arc<ControlPlane>,
 }
 
 impl AdminState {
@@ -62,6 +69,22 @@ pub fn router() -> Router<AdminState> {
         .route("/admin/v1/dlq/purge", post(purge))
         .route("/admin/v1/dlq/{id}", get(show).delete(delete))
         .route("/admin/v1/openapi.json", get(openapi::openapi_json))
+        .route("/admin/v1/audit", get(audit::list_audit))
+        .route("/admin/v1/policies", post(tenants_api::upload_policy))
+        .route("/admin/v1/tenants", post(tenants_api::create_tenant))
+        .route(
+            "/admin/v1/tenants/{id}",
+            get(tenants_api::get_tenant).put(tenants_api::replace_tenant).delete(tenants_api::delete_tenant),
+        )
+        .route("/admin/v1/tenants/{id}/routes", get(routes_api::list_routes).post(routes_api::create_route))
+        .route(
+            "/admin/v1/tenants/{id}/routes/{name}",
+            get(routes_api::get_route).put(routes_api::replace_route).delete(routes_api::delete_route),
+        )
+        .route("/admin/v1/tenants/{id}/routes/{name}/secrets", get(routes_api::list_secrets))
+        .route("/admin/v1/tenants/{id}/routes/{name}/secrets/rotate", post(routes_api::rotate_secret))
+        .route("/admin/v1/tenants/{id}/tokens", get(tokens_api::list_tokens).post(tokens_api::create_token))
+        .route("/admin/v1/tenants/{id}/tokens/{token_id}", axum::routing::delete(tokens_api::revoke_token))
         .merge(policy::router())
 }
 

@@ -12,7 +12,8 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "hostd admin API",
-        description = "The dead-letter queue and tenants' live policies. Authenticate with \
+        description = "Tenants, routes, tokens, signing secrets, the dead-letter queue and tenants' live policies. \
+                       Authenticate with \
                        `Authorization: Bearer <token>`: the admin token sees every tenant; a tenant's own token \
                        sees only its own resources (403 on anyone else's).",
         license(name = "Apache-2.0")
@@ -27,6 +28,22 @@ use utoipa::{Modify, OpenApi};
         super::policy::show,
         super::policy::replace,
         super::policy::rollback,
+        super::tenants_api::upload_policy,
+        super::tenants_api::create_tenant,
+        super::tenants_api::get_tenant,
+        super::tenants_api::replace_tenant,
+        super::tenants_api::delete_tenant,
+        super::routes_api::list_routes,
+        super::routes_api::create_route,
+        super::routes_api::get_route,
+        super::routes_api::replace_route,
+        super::routes_api::delete_route,
+        super::routes_api::list_secrets,
+        super::routes_api::rotate_secret,
+        super::tokens_api::list_tokens,
+        super::tokens_api::create_token,
+        super::tokens_api::revoke_token,
+        super::audit::list_audit,
         openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -34,6 +51,10 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "dlq", description = "Dead letters: list, show, replay as-is or through the policy, purge"),
         (name = "policies", description = "Each tenant's live policy: status, swap, rollback"),
+        (name = "tenants", description = "Tenants created, replaced and deleted at runtime; policy components"),
+        (name = "routes", description = "A tenant's routes and their signing secrets"),
+        (name = "tokens", description = "A tenant's tokens: created (shown once), listed, revoked"),
+        (name = "audit", description = "Every change made through the API"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -147,7 +147,7 @@ async fn replace(
 
 /// The component, read only now that the caller may change it, and at most
 /// [`MAX_COMPONENT_BYTES`] of it: 413 past that (at once when `Content-Length` says so).
-async fn read_component(mut body: Body, headers: &HeaderMap) -> Result<Vec<u8>, ApiError> {
+pub(super) async fn read_component(mut body: Body, headers: &HeaderMap) -> Result<Vec<u8>, ApiError> {
     use http_body_util::BodyExt;
     let too_large = || {
         ApiError::too_large(

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What a token may do, for its own tenant only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TokenScope {
     /// Send events: `POST /v1/events`, the LangGraph Platform hook.
@@ -109,7 +109,7 @@ impl std::fmt::Debug for SecretRecord {
 
 /// One entry of the audit log: who changed what, when, and the resource before and
 /// after (as the caller described it, without secrets).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at_ms: u64,
@@ -117,7 +117,9 @@ pub struct AuditEntry {
     pub actor: String,
     pub action: String,
     pub resource: String,
+    #[schema(value_type = Option<Object>)]
     pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     pub after: Option<Value>,
 }
 

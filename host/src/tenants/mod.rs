@@ -5,6 +5,7 @@
 //! and holds its `Arc<Tenant>` until it is answered.
 
 pub mod caller;
+pub mod control;
 pub mod provision;
 pub mod spec;
 #[cfg(test)]

@@ -11,6 +11,7 @@ use crate::record::TenantId;
 use crate::sinks::{self, RouteError, SinkContext};
 use crate::store::Store;
 use anyhow::anyhow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// What building a tenant needs from the daemon.
@@ -26,10 +27,23 @@ impl Provisioner<'_> {
     /// Blocking (compiles the policy and runs `configure`). The first problem is an
     /// error naming the tenant and the part; nothing is started then.
     pub fn build(&self, tc: &TenantConfig, origin: &'static str) -> crate::Result<Tenant> {
+        self.build_with_secrets(tc, origin, &BTreeMap::new())
+    }
+
+    /// [`Provisioner::build`], with the signing secrets hostd keeps for some of the
+    /// routes (route name → secrets, newest first).
+    pub fn build_with_secrets(
+        &self,
+        tc: &TenantConfig,
+        origin: &'static str,
+        secrets: &BTreeMap<String, Vec<String>>,
+    ) -> crate::Result<Tenant> {
         let id = TenantId::from(tc.id.as_str());
         let mut sinks = Vec::with_capacity(tc.routes.len());
         for (name, rc) in &tc.routes {
-            let sink = sinks::build(&SinkContext::new(id.clone(), name.as_str(), self.egress.clone()), rc)?;
+            let ctx = SinkContext::new(id.clone(), name.as_str(), self.egress.clone())
+                .with_signing_secrets(secrets.get(name).cloned().unwrap_or_default());
+            let sink = sinks::build(&ctx, rc)?;
             sinks.push((name.clone(), sink, rc.delivery.clone()));
         }
         let source = PolicySource::of(tc);
@@ -47,7 +61,19 @@ impl Provisioner<'_> {
     /// sink and options in place (attempts in flight finish on the old sink, later
     /// ones, retries included, use the new), then lets the policy's decisions name it.
     pub fn put_route(&self, tenant: &Tenant, name: &str, rc: &RouteConfig) -> Result<RouteChange, RouteError> {
-        let sink = sinks::build(&SinkContext::new(tenant.id.clone(), name, self.egress.clone()), rc)?;
+        self.put_signed_route(tenant, name, rc, Vec::new())
+    }
+
+    /// [`Provisioner::put_route`] with the route's stored signing secrets, newest first.
+    pub fn put_signed_route(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        rc: &RouteConfig,
+        signing_secrets: Vec<String>,
+    ) -> Result<RouteChange, RouteError> {
+        let ctx = SinkContext::new(tenant.id.clone(), name, self.egress.clone()).with_signing_secrets(signing_secrets);
+        let sink = sinks::build(&ctx, rc)?;
         if self.deliverer.update_route(tenant.id.clone(), name.to_string(), sink.clone(), &rc.delivery) {
             tenant.add_route(name);
             return Ok(RouteChange::Updated);
