@@ -82,3 +82,23 @@ impl IntoResponse for ApiError {
         (self.status, body).into_response()
     }
 }
+
+/// A JSON request body whose rejection (not JSON, wrong `Content-Type`, a missing or
+/// unknown field) is answered in this API's error format: 400 `invalid_body` with
+/// serde's message, which names the field and where.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(rejection) => Err(ApiError::bad_request("invalid_body", rejection.body_text())),
+        }
+    }
+}

@@ -14,6 +14,7 @@ mod hostile_guests;
 mod ingest_errors;
 mod kafka;
 mod langgraph_hook;
+mod management;
 mod policy_swap;
 mod polyglot;
 mod quickstart;

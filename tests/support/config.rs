@@ -54,6 +54,12 @@ impl Config {
         self.server("metrics_listen", addr)
     }
 
+    /// `secret_key_env = env`, with `key` (64 hex digits) in the environment: what
+    /// hostd encrypts the signing secrets it keeps with.
+    pub fn secret_key(self, env: &str, key: &str) -> Config {
+        self.server("secret_key_env", env).env(env, key)
+    }
+
     /// `allow_private_targets = true`: the tests' receivers listen on loopback.
     pub fn allow_private_targets(self) -> Config {
         self.server("allow_private_targets", true)

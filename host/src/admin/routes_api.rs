@@ -3,7 +3,7 @@
 
 use super::resources::{actor, etag, if_match, require, Deleted, ForceParam};
 use super::AdminState;
-use crate::api_error::{ApiError, ErrorBody};
+use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::store::control::TokenScope;
 use crate::tenants::control::{RouteView, SecretView};
 use crate::tenants::Caller;
@@ -55,7 +55,7 @@ pub async fn create_route(
     State(app): State<AdminState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(route): Json<NewRoute>,
+    JsonBody(route): JsonBody<NewRoute>,
 ) -> Result<Response, ApiError> {
     require(&caller, &id, TokenScope::Manage)?;
     let view = app.control.put_route(&id, &route.name, route.spec, true, None, &actor(&caller)).await?;
@@ -92,7 +92,7 @@ pub async fn replace_route(
     caller: Caller,
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
-    Json(spec): Json<Map<String, Value>>,
+    JsonBody(spec): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     require(&caller, &id, TokenScope::Manage)?;
     let view = app.control.put_route(&id, &name, spec, false, if_match(&headers)?, &actor(&caller)).await?;
@@ -161,7 +161,7 @@ pub async fn rotate_secret(
     State(app): State<AdminState>,
     caller: Caller,
     Path((id, name)): Path<(String, String)>,
-    Json(rotation): Json<Rotation>,
+    JsonBody(rotation): JsonBody<Rotation>,
 ) -> Result<Response, ApiError> {
     require(&caller, &id, TokenScope::Manage)?;
     let overlap = match rotation.overlap.as_deref() {

@@ -3,7 +3,7 @@
 
 use super::resources::{actor, etag, if_match, require, require_admin, Deleted, ForceParam};
 use super::AdminState;
-use crate::api_error::{ApiError, ErrorBody};
+use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::store::control::TokenScope;
 use crate::tenants::control::{TenantView, MAX_COMPONENT_BYTES};
 use crate::tenants::spec::TenantSpec;
@@ -52,7 +52,7 @@ pub async fn upload_policy(
 pub async fn create_tenant(
     State(app): State<AdminState>,
     caller: Caller,
-    Json(spec): Json<TenantSpec>,
+    JsonBody(spec): JsonBody<TenantSpec>,
 ) -> Result<Response, ApiError> {
     require_admin(&caller, "creating a tenant")?;
     let view = app.control.create_tenant(spec, &actor(&caller)).await?;
@@ -90,7 +90,7 @@ pub async fn replace_tenant(
     caller: Caller,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(spec): Json<TenantSpec>,
+    JsonBody(spec): JsonBody<TenantSpec>,
 ) -> Result<Response, ApiError> {
     require_admin(&caller, "changing a tenant")?;
     let view = app.control.replace_tenant(&id, spec, if_match(&headers)?, &actor(&caller)).await?;

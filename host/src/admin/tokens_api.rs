@@ -3,7 +3,7 @@
 
 use super::resources::{actor, require};
 use super::AdminState;
-use crate::api_error::{ApiError, ErrorBody};
+use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::store::control::TokenScope;
 use crate::tenants::control::{CreatedToken, TokenView};
 use crate::tenants::Caller;
@@ -53,7 +53,7 @@ pub async fn create_token(
     State(app): State<AdminState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(new): Json<NewToken>,
+    JsonBody(new): JsonBody<NewToken>,
 ) -> Result<Response, ApiError> {
     require(&caller, &id, TokenScope::Manage)?;
     let expires_in = match new.expires_in.as_deref() {
