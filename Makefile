@@ -134,7 +134,7 @@ soak: rust-plugins py-env
 
 ## Regenerate the committed OpenAPI document of the admin API (a unit test checks it).
 openapi:
-	$(CARGO) run -q --bin hostd -- openapi > openapi.json
+	$(CARGO) run -q --bin hostd -- openapi > openapi.json.tmp && mv openapi.json.tmp openapi.json
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -165,3 +165,35 @@ def test_deleting_a_route_with_pending_deliveries_needs_force_and_dead_letters_t
     assert removed == {"deleted": True, "dead_lettered": 3}
     dlq = httpx.get(h.url + "/admin/v1/dlq", headers=auth).json()["entries"]
     assert sorted(e["reason"] for e in dlq) == ["route_removed"] * 3
+
+
+def test_file_tenants_are_read_only_over_the_api_and_an_id_in_both_stops_startup(start_hostd, tmp_path):
+    file_tenant = (
+        f'[[tenants]]\nid = "filed"\ntoken_env = "FILED_TOKEN"\npolicy = "{plugin("pass_through")}"\n'
+        '[tenants.routes.default]\ntype = "stdout"\n'
+    )
+    env = {**ENV, "FILED_TOKEN": "filed-token-0123456789"}
+    h = start_hostd(CONFIG + file_tenant, env)
+    auth = {"authorization": f"Bearer {ADMIN}"}
+    shown = cli(h.url, "tenant", "show", "filed")
+    assert shown["source"] == "file" and shown["routes"] == ["default"]
+    for method, path, body in [
+        ("DELETE", "/admin/v1/tenants/filed", None),
+        ("POST", "/admin/v1/tenants/filed/routes", {"name": "x", "type": "stdout"}),
+        ("DELETE", "/admin/v1/tenants/filed/routes/default", None),
+    ]:
+        r = httpx.request(method, h.url + path, headers=auth, json=body)
+        assert r.status_code == 409 and "hostd.toml" in r.text and "declared" in r.text, (path, r.status_code, r.text)
+    # Tokens are runtime resources for file tenants too.
+    t = cli(h.url, "token", "create", "filed", "--scope", "ingest")
+    post_events(h.url, t["secret"], [event(1)])
+
+    # A tenant created through the API whose id the file then declares: startup refuses.
+    cli(h.url, "tenant", "create", "twice", "--policy", plugin("pass_through"))
+    h.stop()
+    clash = file_tenant.replace('"filed"', '"twice"').replace("FILED_TOKEN", "TWICE_TOKEN")
+    (tmp_path / "hostd.toml").write_text((CONFIG + clash).replace("{dir}", str(tmp_path)))
+    done = subprocess.run([str(HOSTD), "--config", str(tmp_path / "hostd.toml"), "--listen", "127.0.0.1:0"],
+                          env={**__import__("os").environ, **env, "TWICE_TOKEN": "twice-token-0123456789"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "tenant `twice`" in done.stderr and "admin API" in done.stderr, done.stderr

@@ -85,7 +85,7 @@ fn status(tenant: &Tenant) -> Value {
 /// Every tenant the caller may see, with its active policy version and statistics.
 #[utoipa::path(get, path = "/admin/v1/tenants", operation_id = "list_tenant_policies", tag = "policies",
     responses((status = 200, description = "`{\"tenants\": [status, ...]}`, each as GET /admin/v1/tenants/{id}/policy", body = Object),
-              (status = 401, body = ErrorBody)))]
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list(State(app): State<AdminState>, ReadCaller(caller): ReadCaller) -> Result<Json<Value>, ApiError> {
     let tenants: Vec<Value> =
         app.tenants.all().iter().filter(|t| caller.may_see_tenant(&t.id)).map(|t| status(t)).collect();

@@ -89,3 +89,49 @@ pub struct Deleted {
     /// Pending deliveries moved to the DLQ (`?force=true`).
     pub dead_lettered: u64,
 }
+
+/// The tenant id in the request's path (`{id}`), read from the parts so that access is
+/// decided before the body is read.
+async fn path_tenant(parts: &mut axum::http::request::Parts) -> Result<String, ApiError> {
+    use axum::extract::{FromRequestParts, Path};
+    let Path(params) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, &())
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))?;
+    params.get("id").cloned().ok_or_else(|| ApiError::bad_request("invalid_path", "the path names no tenant"))
+}
+
+/// As an extractor before the body: the caller may change the resources of the tenant
+/// in the path (`manage`, or the admin).
+pub struct ManageTenant(pub Caller);
+
+/// As an extractor before the body: only the admin token.
+pub struct AdminOnly(pub Caller);
+
+impl<S> axum::extract::FromRequestParts<S> for ManageTenant
+where
+    std::sync::Arc<crate::tenants::TenantRegistry>: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let tenant = path_tenant(parts).await?;
+        require(&caller, &tenant, TokenScope::Manage)?;
+        Ok(ManageTenant(caller))
+    }
+}
+
+impl<S> axum::extract::FromRequestParts<S> for AdminOnly
+where
+    std::sync::Arc<crate::tenants::TenantRegistry>: axum::extract::FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        require_admin(&caller, &format!("{} {}", parts.method, parts.uri.path()))?;
+        Ok(AdminOnly(caller))
+    }
+}

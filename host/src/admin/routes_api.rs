@@ -1,7 +1,7 @@
 //! `/admin/v1/tenants/{id}/routes` and their signing secrets: routes added, replaced
 //! and removed at runtime; webhook secrets read and rotated.
 
-use super::resources::{actor, etag, if_match, require, Deleted, ForceParam};
+use super::resources::{actor, etag, if_match, require, Deleted, ForceParam, ManageTenant};
 use super::AdminState;
 use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::store::control::TokenScope;
@@ -53,11 +53,10 @@ pub async fn list_routes(
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_route(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageTenant(caller): ManageTenant,
     Path(id): Path<String>,
     JsonBody(route): JsonBody<NewRoute>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &id, TokenScope::Manage)?;
     let view = app.control.put_route(&id, &route.name, route.spec, true, None, &actor(&caller)).await?;
     Ok((StatusCode::CREATED, etag(view.revision), Json(view)).into_response())
 }
@@ -89,12 +88,11 @@ pub async fn get_route(
               (status = 422, body = ErrorBody)))]
 pub async fn replace_route(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageTenant(caller): ManageTenant,
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
     JsonBody(spec): JsonBody<Map<String, Value>>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &id, TokenScope::Manage)?;
     let view = app.control.put_route(&id, &name, spec, false, if_match(&headers)?, &actor(&caller)).await?;
     Ok((etag(view.revision), Json(view)).into_response())
 }
@@ -108,12 +106,11 @@ pub async fn replace_route(
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub async fn delete_route(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageTenant(caller): ManageTenant,
     headers: HeaderMap,
     Path((id, name)): Path<(String, String)>,
     Query(force): Query<ForceParam>,
 ) -> Result<Json<Deleted>, ApiError> {
-    require(&caller, &id, TokenScope::Manage)?;
     let dead_lettered = app.control.delete_route(&id, &name, if_match(&headers)?, force.force, &actor(&caller)).await?;
     Ok(Json(Deleted { deleted: true, dead_lettered }))
 }
@@ -132,10 +129,9 @@ pub struct SecretList {
               (status = 404, body = ErrorBody)))]
 pub async fn list_secrets(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageTenant(_caller): ManageTenant,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Json<SecretList>, ApiError> {
-    require(&caller, &id, TokenScope::Manage)?;
     Ok(Json(SecretList { secrets: app.control.secrets(&id, &name)? }))
 }
 
@@ -159,11 +155,10 @@ pub struct Rotation {
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn rotate_secret(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageTenant(caller): ManageTenant,
     Path((id, name)): Path<(String, String)>,
     JsonBody(rotation): JsonBody<Rotation>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &id, TokenScope::Manage)?;
     let overlap = match rotation.overlap.as_deref() {
         None => std::time::Duration::from_secs(24 * 3600),
         Some(s) => humantime::parse_duration(s).map_err(|e| {

@@ -1,7 +1,7 @@
 //! `/admin/v1/tenants/{id}` and `/admin/v1/policies`: tenants created, replaced and
 //! deleted at runtime, and the components their policies name.
 
-use super::resources::{actor, etag, if_match, require, require_admin, Deleted, ForceParam};
+use super::resources::{actor, etag, if_match, require, AdminOnly, Deleted, ForceParam};
 use super::AdminState;
 use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::store::control::TokenScope;
@@ -30,11 +30,10 @@ pub struct Uploaded {
               (status = 403, body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn upload_policy(
     State(app): State<AdminState>,
-    caller: Caller,
+    AdminOnly(caller): AdminOnly,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller, "uploading a policy")?;
     let bytes = super::policy::read_component(body, &headers).await?;
     debug_assert!(bytes.len() <= MAX_COMPONENT_BYTES);
     let n = bytes.len();
@@ -51,10 +50,9 @@ pub async fn upload_policy(
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_tenant(
     State(app): State<AdminState>,
-    caller: Caller,
+    AdminOnly(caller): AdminOnly,
     JsonBody(spec): JsonBody<TenantSpec>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller, "creating a tenant")?;
     let view = app.control.create_tenant(spec, &actor(&caller)).await?;
     Ok((StatusCode::CREATED, etag(view.revision), Json(view)).into_response())
 }
@@ -87,12 +85,11 @@ pub async fn get_tenant(
               (status = 422, body = ErrorBody)))]
 pub async fn replace_tenant(
     State(app): State<AdminState>,
-    caller: Caller,
+    AdminOnly(caller): AdminOnly,
     headers: HeaderMap,
     Path(id): Path<String>,
     JsonBody(spec): JsonBody<TenantSpec>,
 ) -> Result<Response, ApiError> {
-    require_admin(&caller, "changing a tenant")?;
     let view = app.control.replace_tenant(&id, spec, if_match(&headers)?, &actor(&caller)).await?;
     Ok((etag(view.revision), Json(view)).into_response())
 }
@@ -107,12 +104,11 @@ pub async fn replace_tenant(
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 412, body = ErrorBody)))]
 pub async fn delete_tenant(
     State(app): State<AdminState>,
-    caller: Caller,
+    AdminOnly(caller): AdminOnly,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(force): Query<ForceParam>,
 ) -> Result<Json<Deleted>, ApiError> {
-    require_admin(&caller, "deleting a tenant")?;
     let dead_lettered = app.control.delete_tenant(&id, if_match(&headers)?, force.force, &actor(&caller)).await?;
     Ok(Json(Deleted { deleted: true, dead_lettered }))
 }

@@ -1,7 +1,7 @@
 //! `/admin/v1/tenants/{id}/tokens`: tokens created (shown once), listed (never shown)
 //! and revoked at runtime.
 
-use super::resources::{actor, require};
+use super::resources::{actor, require, ManageTenant};
 use super::AdminState;
 use crate::api_error::{ApiError, ErrorBody, JsonBody};
 use crate::store::control::TokenScope;
@@ -51,11 +51,10 @@ pub async fn list_tokens(
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn create_token(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageTenant(caller): ManageTenant,
     Path(id): Path<String>,
     JsonBody(new): JsonBody<NewToken>,
 ) -> Result<Response, ApiError> {
-    require(&caller, &id, TokenScope::Manage)?;
     let expires_in = match new.expires_in.as_deref() {
         None => None,
         Some(s) => Some(humantime::parse_duration(s).map_err(|e| {
@@ -73,9 +72,8 @@ pub async fn create_token(
               (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(app): State<AdminState>,
-    caller: Caller,
+    ManageTenant(caller): ManageTenant,
     Path((id, token_id)): Path<(String, String)>,
 ) -> Result<Json<TokenView>, ApiError> {
-    require(&caller, &id, TokenScope::Manage)?;
     Ok(Json(app.control.revoke_token(&id, &token_id, &actor(&caller)).await?))
 }
