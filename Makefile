@@ -101,7 +101,7 @@ services-stop:
 bench: plugins py-env
 	@$(MAKE) --no-print-directory services
 	@status=0; \
-	$(CARGO) bench -p hostd --bench policy --bench ingest --bench sinks --bench languages --bench tenants || status=$$?; \
+	$(CARGO) bench -p hostd --bench policy --bench ingest --bench sinks --bench languages --bench tenants --bench managed || status=$$?; \
 	$(CARGO) build --release --bin hostd && \
 	$(PY) clients/python/bench/bench_handlers.py --hostd target/release/hostd || status=$$?; \
 	$(MAKE) --no-print-directory services-stop; \

@@ -197,3 +197,17 @@ def test_file_tenants_are_read_only_over_the_api_and_an_id_in_both_stops_startup
                           env={**__import__("os").environ, **env, "TWICE_TOKEN": "twice-token-0123456789"},
                           capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and "tenant `twice`" in done.stderr and "admin API" in done.stderr, done.stderr
+
+
+def test_tenants_are_listed_a_page_at_a_time(start_hostd):
+    h = start_hostd(CONFIG, ENV)
+    for t in ("c", "a", "b"):
+        cli(h.url, "tenant", "create", t, "--policy", plugin("pass_through"))
+    auth = {"authorization": f"Bearer {ADMIN}"}
+    first = httpx.get(h.url + "/admin/v1/tenants?limit=2", headers=auth).json()
+    assert [t["tenant"] for t in first["tenants"]] == ["a", "b"] and first["next"] == "b"
+    rest = httpx.get(h.url + f"/admin/v1/tenants?limit=2&after={first['next']}", headers=auth).json()
+    assert [t["tenant"] for t in rest["tenants"]] == ["c"] and rest["next"] is None
+    assert httpx.get(h.url + "/admin/v1/tenants?limit=0", headers=auth).status_code == 400
+    table = cli(h.url, "tenant", "list", json_out=False)
+    assert [line.split()[0] for line in table.strip().splitlines()] == ["ID", "a", "b", "c"], table

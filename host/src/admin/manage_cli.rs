@@ -195,11 +195,19 @@ pub async fn tenant(ep: &Endpoint, as_json: bool, command: TenantCommand, out: &
             print(out, as_json, &v, None, TENANT_COLUMNS)
         }
         TenantCommand::List => {
-            let all = call(ep, Method::GET, "/admin/v1/tenants", None).await?;
             let mut views = Vec::new();
-            for t in all["tenants"].as_array().into_iter().flatten() {
-                let id = t["tenant"].as_str().unwrap_or_default();
-                views.push(call(ep, Method::GET, &format!("/admin/v1/tenants/{}", urlencode(id)), None).await?);
+            let mut after: Option<String> = None;
+            loop {
+                let query = after.as_deref().map(|a| format!("?after={}", urlencode(a))).unwrap_or_default();
+                let page = call(ep, Method::GET, &format!("/admin/v1/tenants{query}"), None).await?;
+                for t in page["tenants"].as_array().into_iter().flatten() {
+                    let id = t["tenant"].as_str().unwrap_or_default();
+                    views.push(call(ep, Method::GET, &format!("/admin/v1/tenants/{}", urlencode(id)), None).await?);
+                }
+                match page["next"].as_str() {
+                    Some(next) => after = Some(next.to_string()),
+                    None => break,
+                }
             }
             print(out, as_json, &json!({"tenants": views}), Some("tenants"), TENANT_COLUMNS)
         }

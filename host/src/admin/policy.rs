@@ -82,14 +82,41 @@ fn status(tenant: &Tenant) -> Value {
     v
 }
 
-/// Every tenant the caller may see, with its active policy version and statistics.
-#[utoipa::path(get, path = "/admin/v1/tenants", operation_id = "list_tenant_policies", tag = "policies",
-    responses((status = 200, description = "`{\"tenants\": [status, ...]}`, each as GET /admin/v1/tenants/{id}/policy", body = Object),
-              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list(State(app): State<AdminState>, ReadCaller(caller): ReadCaller) -> Result<Json<Value>, ApiError> {
-    let tenants: Vec<Value> =
-        app.tenants.all().iter().filter(|t| caller.may_see_tenant(&t.id)).map(|t| status(t)).collect();
-    Ok(Json(json!({"tenants": tenants})))
+/// A page of `GET /admin/v1/tenants`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TenantPage {
+    /// Tenants whose id sorts after this one: the `next` of the previous page.
+    pub after: Option<String>,
+    /// Tenants per page (default and most: 1000).
+    pub limit: Option<usize>,
+}
+
+/// Every tenant the caller may see, in id order, with its active policy version and
+/// statistics; `next` is the `after` of the following page (`null` on the last).
+#[utoipa::path(get, path = "/admin/v1/tenants", operation_id = "list_tenant_policies", tag = "policies", params(TenantPage),
+    responses((status = 200, description = "`{\"tenants\": [status, ...], \"next\": id | null}`, each as GET /admin/v1/tenants/{id}/policy", body = Object),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list(
+    State(app): State<AdminState>,
+    ReadCaller(caller): ReadCaller,
+    axum::extract::Query(page): axum::extract::Query<TenantPage>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = page.limit.unwrap_or(super::MAX_PAGE);
+    if limit == 0 || limit > super::MAX_PAGE {
+        return Err(ApiError::bad_request("invalid_filter", format!("`limit`: 1 to {}", super::MAX_PAGE)));
+    }
+    let visible: Vec<_> = app
+        .tenants
+        .all()
+        .into_iter()
+        .filter(|t| caller.may_see_tenant(&t.id))
+        .filter(|t| page.after.as_deref().is_none_or(|a| t.id.as_str() > a))
+        .take(limit + 1)
+        .collect();
+    let next = (visible.len() > limit).then(|| visible[limit - 1].id.to_string());
+    let tenants: Vec<Value> = visible.iter().take(limit).map(|t| status(t)).collect();
+    Ok(Json(json!({"tenants": tenants, "next": next})))
 }
 
 /// A tenant's active and previous policy version (sha256 prefix, when and how loaded),
