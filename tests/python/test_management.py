@@ -211,3 +211,25 @@ def test_tenants_are_listed_a_page_at_a_time(start_hostd):
     assert httpx.get(h.url + "/admin/v1/tenants?limit=0", headers=auth).status_code == 400
     table = cli(h.url, "tenant", "list", json_out=False)
     assert [line.split()[0] for line in table.strip().splitlines()] == ["ID", "a", "b", "c"], table
+
+
+def test_policy_tests_are_checked_before_a_tenant_changes(start_hostd):
+    """Fixtures run against the tenant's routes, so they come once the routes exist: a
+    spec whose fixtures fail is refused (422) and nothing changes."""
+    h = start_hostd(CONFIG, ENV)
+    auth = {"authorization": f"Bearer {ADMIN}"}
+    created = cli(h.url, "tenant", "create", "acme", "--policy", plugin("pass_through"))
+    cli(h.url, "route", "add", "acme", "default", "--spec", json.dumps({"type": "stdout"}))
+    ev = {"event": "on_tool_end", "run_id": "r", "root_run_id": "root", "step": 1, "data": {}}
+    wrong = json.dumps({"event": ev, "expect": {"decision": "drop"}}) + "\n"
+    right = json.dumps({"event": ev, "expect": {"decision": "deliver", "deliveries": [{"route": "default"}]}}) + "\n"
+    spec = created["spec"]
+    r = httpx.put(h.url + "/admin/v1/tenants/acme", headers=auth, json={**spec, "policy_tests": wrong})
+    message = r.json()["error"]["message"]
+    assert r.status_code == 422 and "fails its tests" in message and 'expected `/decision` = "drop"' in message, message
+    assert httpx.get(h.url + "/admin/v1/tenants/acme", headers=auth).json()["revision"] == 1
+    r = httpx.put(h.url + "/admin/v1/tenants/acme", headers=auth, json={**spec, "policy_tests": right})
+    assert r.status_code == 200 and r.json()["revision"] == 2, r.text
+    r = httpx.post(h.url + "/admin/v1/tenants", headers=auth, json={"id": "other", "policy": spec["policy"], "policy_tests": wrong})
+    assert r.status_code == 422 and "fails its tests" in r.text, r.text
+    assert httpx.get(h.url + "/admin/v1/tenants/other", headers=auth).status_code == 404

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 pub const MAX_NAME: usize = 64;
 /// Largest `metadata` object, as JSON.
 pub const MAX_METADATA: usize = 16 << 10;
+/// Largest `policy_tests` text.
+pub const MAX_POLICY_TESTS: usize = 1 << 20;
 
 /// A tenant created or replaced through the admin API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -35,6 +37,11 @@ pub struct TenantSpec {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub limits: Map<String, Value>,
+    /// `policy_tests` fixtures, as the JSONL text a config file's `policy_tests` file
+    /// holds (`{"event": {...}, "expect": {...}}` per line): every new version of the
+    /// policy must pass them before it is swapped in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_tests: Option<String>,
     /// Free-form labels for the operator; hostd does not read them.
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -96,6 +103,14 @@ impl TenantSpec {
         }
         toml_table("policy_config", &self.policy_config)?;
         self.policy_limits()?;
+        if let Some(tests) = &self.policy_tests {
+            if tests.len() > MAX_POLICY_TESTS {
+                return Err(SpecError::new(
+                    "policy_tests",
+                    format!("{} bytes; at most {MAX_POLICY_TESTS}", tests.len()),
+                ));
+            }
+        }
         let metadata = serde_json::to_string(&self.metadata).unwrap_or_default();
         if metadata.len() > MAX_METADATA {
             return Err(SpecError::new("metadata", format!("{} bytes; at most {MAX_METADATA}", metadata.len())));
@@ -109,11 +124,12 @@ impl TenantSpec {
         toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| SpecError::new("limits", e.message()))
     }
 
-    /// The tenant as a config file would declare it, with its policy at `policy_path`
-    /// and its `routes`.
+    /// The tenant as a config file would declare it, with its policy at `policy_path`,
+    /// its fixtures (when it has them) at `tests_path`, and its `routes`.
     pub fn to_config(
         &self,
         policy_path: PathBuf,
+        tests_path: Option<PathBuf>,
         routes: BTreeMap<String, RouteConfig>,
     ) -> Result<TenantConfig, SpecError> {
         self.check()?;
@@ -124,7 +140,7 @@ impl TenantSpec {
             token_file: None,
             policy: policy_path,
             policy_config: Some(policy_config),
-            policy_tests: None,
+            policy_tests: tests_path,
             on_policy_error: self.on_policy_error,
             keep_original: self.keep_original,
             limits: self.policy_limits()?,
@@ -163,7 +179,7 @@ mod tests {
         let s = spec(json!({"id": "acme-1", "policy": SHA, "policy_config": {"patterns": {"t": "TCK-\\d+"}},
                              "limits": {"deadline": "5ms", "memory": "16MiB"}, "on_policy_error": "drop"}))
         .unwrap();
-        let tc = s.to_config("p.wasm".into(), BTreeMap::new()).unwrap();
+        let tc = s.to_config("p.wasm".into(), None, BTreeMap::new()).unwrap();
         assert_eq!(tc.id, "acme-1");
         assert_eq!(tc.limits.deadline, std::time::Duration::from_millis(5));
         assert_eq!(tc.limits.memory, 16 << 20);

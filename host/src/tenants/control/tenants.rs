@@ -78,10 +78,22 @@ impl ControlPlane {
         Ok(sha256)
     }
 
+    /// Writes a tenant's `policy_tests` where the policy loader reads fixtures (named
+    /// by their sha256, so a replaced spec never rewrites a file in use).
+    fn write_tests(&self, spec: &TenantSpec) -> Result<Option<PathBuf>, ControlError> {
+        let Some(text) = &spec.policy_tests else { return Ok(None) };
+        let path = self.policies_dir.join(format!("{}-{}.tests.jsonl", spec.id, sha256_hex(text.as_bytes())));
+        if !path.exists() {
+            write_private(&path, text.as_bytes())
+                .map_err(|e| ControlError::Refused(format!("cannot write {}: {e}", path.display())))?;
+        }
+        Ok(Some(path))
+    }
+
     /// Builds a running tenant from its spec and routes (blocking work off the runtime).
     async fn build(&self, spec: &TenantSpec, routes: BTreeMap<String, RouteConfig>) -> Result<Tenant, ControlError> {
         let path = self.materialize(&spec.policy).await?;
-        let tc = spec.to_config(path, routes)?;
+        let tc = spec.to_config(path, self.write_tests(spec)?, routes)?;
         let secrets = self.route_secrets(&spec.id);
         let provisioner =
             Provisioner { engine: &self.engine, egress: &self.egress, deliverer: &self.deliverer, spool: &self.store };
@@ -160,7 +172,8 @@ impl ControlPlane {
         let old_source = tenant.policy.source();
         let limits = spec.policy_limits()?;
         let config_json = serde_json::to_string(&spec.policy_config).expect("a map serializes");
-        let new_source = PolicySource { path, config_json, limits, routes: old_source.routes.clone(), tests: None };
+        let tests = self.write_tests(&spec)?;
+        let new_source = PolicySource { path, config_json, limits, routes: old_source.routes.clone(), tests };
         let spec_json = serde_json::to_value(&spec).expect("a spec serializes");
         if new_source != old_source {
             tenant.policy.set_source(new_source);
