@@ -7,6 +7,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::policy::source::sha256_hex;
 use crate::policy::PolicySource;
+use crate::tenants::DefinedBy;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,14 +25,15 @@ pub async fn reload_config(app: &App) -> Vec<String> {
             Err(e) => return vec![format!("SIGHUP: {e:#}; nothing changed")],
         };
     let mut report = Vec::new();
-    let running = app.tenants.all();
+    // Tenants created through the admin API are the store's, not the file's.
+    let running: Vec<_> = app.tenants.all().into_iter().filter(|t| t.defined_by == DefinedBy::ConfigFile).collect();
     let known: BTreeSet<&str> = running.iter().map(|t| &*t.id).collect();
     let listed: BTreeSet<&str> = config.tenants.iter().map(|t| t.id.as_str()).collect();
     for id in known.symmetric_difference(&listed) {
         report.push(format!("tenant `{id}`: added or removed in the config; that needs a restart"));
     }
     for tc in &config.tenants {
-        let Some(tenant) = app.tenants.get(&tc.id) else { continue };
+        let Some(tenant) = app.tenants.get(&tc.id).filter(|t| t.defined_by == DefinedBy::ConfigFile) else { continue };
         let new_source = PolicySource::of(tc);
         let old_source = tenant.policy.source();
         if new_source.routes != old_source.routes {

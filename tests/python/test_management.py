@@ -190,6 +190,14 @@ def test_file_tenants_are_read_only_over_the_api_and_an_id_in_both_stops_startup
 
     # A tenant created through the API whose id the file then declares: startup refuses.
     cli(h.url, "tenant", "create", "twice", "--policy", plugin("pass_through"))
+    # SIGHUP re-reads the file; the API tenant is not the file's to add or remove.
+    import signal
+    h.proc.send_signal(signal.SIGHUP)
+    deadline = time.time() + 10
+    while time.time() < deadline and not any("SIGHUP: no policy changed" in line for line in h.log):
+        time.sleep(0.05)
+    assert any("SIGHUP: no policy changed" in line for line in h.log), "".join(h.log[-20:])
+    assert not any("twice" in line and "needs a restart" in line for line in h.log), "".join(h.log[-20:])
     h.stop()
     clash = file_tenant.replace('"filed"', '"twice"').replace("FILED_TOKEN", "TWICE_TOKEN")
     (tmp_path / "hostd.toml").write_text((CONFIG + clash).replace("{dir}", str(tmp_path)))
