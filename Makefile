@@ -56,7 +56,7 @@ test: plugins build py-env
 STARVED := hostile_guests::a_host_starved_of_cpu_never_faults_a_cheap_policy
 test-rust:
 	$(TEST_ENV) $(CARGO) test --workspace --no-fail-fast -- --skip $(STARVED)
-	$(TEST_ENV) $(CARGO) test -p hostd-e2e --test it -- --exact $(STARVED)
+	$(TEST_ENV) $(CARGO) test --workspace -- --exact $(STARVED)
 	cd plugins && $(CARGO) test -p hostd-policy-sdk
 
 # With HOSTD_TEST_REQUIRE_SERVICES=1 a service test whose variable is missing fails instead

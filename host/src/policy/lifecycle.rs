@@ -121,19 +121,7 @@ mod tests {
     }
 
     fn event() -> PolicyEvent {
-        PolicyEvent {
-            tenant: "t".into(),
-            kind: "on_tool_end".into(),
-            name: "n".into(),
-            run_id: "r".into(),
-            root_run_id: "r".into(),
-            parent_run_id: None,
-            step: 1,
-            tags: vec![],
-            metadata: "{}".into(),
-            data: "{}".into(),
-            timestamp_ms: 0,
-        }
+        PolicyEvent::sample("n", "{}")
     }
 
     fn fault(policy: &TenantPolicy) -> Option<&'static str> {

@@ -353,19 +353,7 @@ mod tests {
     }
 
     fn event(name: &str) -> PolicyEvent {
-        PolicyEvent {
-            tenant: "t".into(),
-            kind: "on_tool_end".into(),
-            name: name.into(),
-            run_id: "r".into(),
-            root_run_id: "r".into(),
-            parent_run_id: None,
-            step: 1,
-            tags: vec![],
-            metadata: "{}".into(),
-            data: "{\"output\":1}".into(),
-            timestamp_ms: 0,
-        }
+        PolicyEvent::sample(name, "{\"output\":1}")
     }
 
     fn load(name: &str, limits: PolicyLimits) -> PolicyVersion {

@@ -139,19 +139,7 @@ fn tenant(engine: &PolicyEngine, id: &str, routes: &[&str]) -> Tenant {
 }
 
 fn event() -> PolicyEvent {
-    PolicyEvent {
-        tenant: "t".into(),
-        kind: "on_tool_end".into(),
-        name: "n".into(),
-        run_id: "r".into(),
-        root_run_id: "r".into(),
-        parent_run_id: None,
-        step: 1,
-        tags: vec![],
-        metadata: "{}".into(),
-        data: "{}".into(),
-        timestamp_ms: 0,
-    }
+    PolicyEvent::sample("n", "{}")
 }
 
 /// The fault kind of one evaluation, if any (pass_through names `default`).
