@@ -21,6 +21,9 @@ pub fn check(path: &Path) -> Vec<String> {
         Ok(secrets) => secrets.warnings.iter().for_each(|w| tracing::warn!("{w}")),
         Err(e) => problems.extend(e),
     }
+    if let Err(e) = config.server.read_secret_key() {
+        problems.push(e);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return vec![format!("cannot start the runtime the route checks run on: {e}")],

@@ -137,3 +137,16 @@ fn policy_test_names_a_payload_it_cannot_show_instead_of_panicking() {
     );
     assert!(!ok && !err.contains("panicked") && err.contains(":1: arrays and objects nest 201 levels deep"), "{err}");
 }
+
+#[test]
+fn check_names_a_bad_secret_key_without_printing_it() {
+    let acme =
+        Tenant::new("acme", plugin("redact_pii")).token_env("T").route("default", Route::file("{dir}/out.jsonl"));
+    let config = Config::new().secret_key("K", "not-a-key-123").tenant(acme).to_toml();
+    let (ok, out) = check(&config, &[("T", "x"), ("K", "not-a-key-123")]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("server.secret_key_env `K`"), "{out}");
+    assert!(!out.contains("not-a-key-123"), "the key text was printed: {out}");
+    let (ok, out) = check(&config, &[("T", "x"), ("K", &"ab".repeat(32))]);
+    assert!(ok, "{out}");
+}

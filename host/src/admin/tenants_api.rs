@@ -67,8 +67,8 @@ pub async fn get_tenant(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let view = app.control.view(&id).ok_or_else(|| ApiError::not_found("not_found", format!("no tenant `{id}`")))?;
     require(&caller, &id, TokenScope::ReadOnly)?;
+    let view = app.control.view(&id).ok_or_else(|| ApiError::not_found("not_found", format!("no tenant `{id}`")))?;
     Ok((etag(view.revision), Json(view)).into_response())
 }
 
