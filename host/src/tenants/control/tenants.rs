@@ -175,7 +175,8 @@ impl ControlPlane {
         let tests = self.write_tests(&spec)?;
         let new_source = PolicySource { path, config_json, limits, routes: old_source.routes.clone(), tests };
         let spec_json = serde_json::to_value(&spec).expect("a spec serializes");
-        if new_source != old_source {
+        let swapped = new_source != old_source;
+        if swapped {
             tenant.policy.set_source(new_source);
             if let Err(e) = tenant.policy.swap(&self.engine, id, None, None, "api").await {
                 tenant.policy.set_source(old_source);
@@ -196,7 +197,14 @@ impl ControlPlane {
             after: Some(spec_json),
         };
         let change = ControlChange::PutTenant { record: record.clone(), expect_revision: Some(current.revision) };
-        self.store.control_apply(vec![change], audit).await?;
+        if let Err(e) = self.store.control_apply(vec![change], audit).await {
+            // Not stored: the running tenant goes back to what the store says.
+            if swapped {
+                let _ = tenant.policy.rollback(id);
+                tenant.policy.set_source(old_source);
+            }
+            return Err(e.into());
+        }
         tenant
             .set_settings(TenantSettings { on_policy_error: spec.on_policy_error, keep_original: spec.keep_original });
         self.mirror.lock().expect("mirror").tenants.insert(id.to_string(), record);
